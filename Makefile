@@ -1,0 +1,36 @@
+# sercore: the two commands the README gives are `make reports` (the main job) and `make test`.
+# Each sets itself up first (idempotent): a .venv with sercore installed and a Jupyter kernel named
+# `sercore` registered with an absolute interpreter path.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(abspath $(VENV))/bin/python
+STAMP := $(VENV)/.sercore-installed
+CORPUS ?= synthetic
+PROFILE ?= quick
+PYTEST_ARGS ?=
+
+.PHONY: setup test reports bench clean-reports help
+
+help:
+	@echo "make reports   regenerate every report (CORPUS=$(CORPUS) PROFILE=$(PROFILE))"
+	@echo "make test      run the test suite"
+	@echo "make bench     print and save the performance figures"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m ipykernel install --prefix $(abspath $(VENV)) --name sercore --display-name "Python (sercore)" >/dev/null
+	@touch $@
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+reports: setup
+	$(PY) -m sercore reports --corpus $(CORPUS) --profile $(PROFILE)
+
+bench: setup
+	$(PY) -m sercore bench
