@@ -1,0 +1,479 @@
+"""Run the study notebooks headlessly with papermill and render them as HTML reports.
+
+The numbered notebooks in ``notebooks/`` are executed top to bottom on the ``sercore`` Jupyter kernel
+with the study's parameters injected (corpus, profile, ...). Each executed notebook is kept beside the
+results (``data/results/<corpus>/notebooks/<name>.ipynb``, not in git) and rendered with nbconvert to
+``reports/<corpus>/<name>.html``: code hidden behind a "Show code" button, figures embedded as PNG.
+``reports/index.html`` links every report of every corpus with its corpus, profile, date, sercore
+commit and run time (kept in ``reports/<corpus>/manifest.json``).
+
+A notebook that fails stops the run with a :class:`NotebookError` that names the notebook and the
+cell; the reports written before it, and the previous HTML of the failing notebook, are left as they
+were (every file is written to a temporary name and moved into place only when complete).
+
+Examples
+--------
+>>> from sercore import reports
+>>> reports.run_notebooks("synthetic", "quick", notebooks=["01"])   # doctest: +SKIP
+>>> reports.write_index()                                            # doctest: +SKIP
+
+From a shell, the same as ``make reports``::
+
+    python -m sercore reports --corpus synthetic --profile quick [--only 01,02] [-p seed=1]
+"""
+from __future__ import annotations
+
+import ast
+import datetime as _dt
+import html as _html
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from . import config
+from .errors import ConfigError, SercoreError
+
+#: Name of the Jupyter kernel ``make setup`` registers (``python -m ipykernel install --name sercore``).
+KERNEL_NAME = "sercore"
+#: Notebooks the study is made of: ``notebooks/NN_name.ipynb``.
+NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
+MANIFEST_NAME = "manifest.json"
+INDEX_NAME = "index.html"
+
+
+class NotebookError(SercoreError):
+    """A study notebook that failed to execute or render.
+
+    Attributes
+    ----------
+    notebook : str
+        The notebook's name (``"02_lstm_redundancy"``).
+    cell : int or None
+        Execution count (``In [n]``) of the failing code cell, if known.
+    """
+
+    def __init__(self, notebook: str, message: str, cell: int | None = None):
+        self.notebook = notebook
+        self.cell = cell
+        super().__init__(message)
+
+
+# --------------------------------------------------------------------------------------------- paths
+def notebooks_dir() -> Path:
+    """The checkout's ``notebooks/`` folder (the study notebooks)."""
+    if config.REPO_DIR is None:
+        raise ConfigError("sercore is not installed from a checkout, so there are no study notebooks; "
+                          "clone the repository and `pip install -e .` it, or pass notebook_dir=")
+    return config.REPO_DIR / "notebooks"
+
+
+def list_notebooks(notebook_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The numbered study notebooks (``NN_name.ipynb``), in order."""
+    folder = Path(notebook_dir) if notebook_dir is not None else notebooks_dir()
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: notebook folder not found; pass the folder that holds NN_name.ipynb")
+    return sorted(p for p in folder.iterdir() if NOTEBOOK_PATTERN.match(p.name))
+
+
+def select_notebooks(only: Iterable[str] | str | None,
+                     notebook_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Pick notebooks by number (``"01"``, ``"2"``) or name (``"02_lstm_redundancy"``).
+
+    ``None`` selects all of them. An unknown selector raises :class:`ConfigError` listing the choices.
+    """
+    available = list_notebooks(notebook_dir)
+    if only is None:
+        return available
+    if isinstance(only, str):
+        only = [s for s in only.split(",")]
+    chosen: list[Path] = []
+    for sel in (s.strip() for s in only):
+        if not sel:
+            continue
+        key = sel[:-len(".ipynb")] if sel.endswith(".ipynb") else sel
+        matches = [p for p in available
+                   if p.stem == key or (key.isdigit() and int(p.stem[:2]) == int(key))]
+        if not matches:
+            names = ", ".join(p.stem for p in available) or "(none)"
+            raise ConfigError(f"no notebook matches {sel!r}; choose by number or name among: {names}")
+        chosen += [p for p in matches if p not in chosen]
+    return sorted(chosen)
+
+
+def notebook_title(nb) -> str:
+    """The first Markdown heading of a notebook (its title), else ``""``."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                m = re.match(r"^#+\s+(.*)", line.strip())
+                if m:
+                    return m.group(1).strip()
+    return ""
+
+
+# ---------------------------------------------------------------------------------------- parameters
+def parse_param(text: str) -> tuple[str, Any]:
+    """Parse a ``key=value`` override as given on the command line.
+
+    The value is read as a Python literal where it is one (``3``, ``0.5``, ``None``, ``[1, 2]``,
+    ``'a'``), ``true``/``false``/``null`` as bool/None, and as a plain string otherwise.
+
+    >>> parse_param("seed=3"), parse_param("models=zhao2d,poolfix2d"), parse_param("fast=true")
+    (('seed', 3), ('models', 'zhao2d,poolfix2d'), ('fast', True))
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise ConfigError(f"bad parameter {text!r}: write it as key=value, e.g. -p seed=1")
+    raw = raw.strip()
+    words = {"true": True, "false": False, "none": None, "null": None}
+    if raw.lower() in words:
+        return key, words[raw.lower()]
+    try:
+        return key, ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return key, raw
+
+
+def as_list(value: Any) -> list[str] | None:
+    """A notebook parameter given as a list or a comma-separated string, as a list (``None`` stays)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value]
+
+
+# ------------------------------------------------------------------------------------------ running
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _quiet() -> bool:
+    return bool(os.environ.get("CI")) or not sys.stderr.isatty()
+
+
+def execute_notebook(path: str | os.PathLike, output_path: str | os.PathLike,
+                     parameters: Mapping[str, Any] | None = None, *, kernel_name: str = KERNEL_NAME,
+                     progress: bool | None = None, start_timeout: int = 120):
+    """Execute one notebook with papermill and return the executed notebook node.
+
+    Parameters
+    ----------
+    path : path-like
+        The notebook; it must have one cell tagged ``parameters``.
+    output_path : path-like
+        Where papermill writes the executed notebook (also on failure, with the error in it).
+    parameters : mapping, optional
+        Values injected after the ``parameters`` cell.
+    kernel_name : str
+        Jupyter kernel to run on (default ``"sercore"``).
+    progress : bool, optional
+        Show papermill's cell progress bar; default: only on an interactive terminal outside CI.
+
+    Raises
+    ------
+    NotebookError
+        A cell raised: the message names the notebook, the cell (``In [n]``, its first line) and the
+        exception; the executed notebook with the traceback is at ``output_path``.
+    ConfigError
+        The kernel is not installed.
+    """
+    import nbformat
+    import papermill as pm
+    from jupyter_client.kernelspec import NoSuchKernel
+    from papermill.exceptions import PapermillExecutionError
+
+    path, output_path = Path(path), Path(output_path)
+    name = path.stem
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    if progress is None:
+        progress = not _quiet()
+    try:
+        pm.execute_notebook(str(path), str(output_path), parameters=dict(parameters or {}),
+                            kernel_name=kernel_name, cwd=str(path.parent), progress_bar=progress,
+                            log_output=False, request_save_on_cell_execute=False,
+                            start_timeout=start_timeout)
+    except PapermillExecutionError as exc:
+        first = next((ln for ln in exc.source.splitlines() if ln.strip()), "").strip()
+        where = f"cell In [{exc.exec_count}]" if exc.exec_count else f"cell #{exc.cell_index}"
+        raise NotebookError(
+            name, f"notebook {path.name} failed in {where} ({first[:80]!r}): {exc.ename}: {exc.evalue}\n"
+                  f"  the executed notebook with the full traceback is {output_path}; earlier reports "
+                  f"are unchanged. Fix the cause and re-run; finished training runs are reused.",
+            cell=exc.exec_count) from None
+    except NoSuchKernel:
+        raise ConfigError(f"Jupyter kernel {kernel_name!r} is not installed: run `make setup` (or "
+                          f"`python -m ipykernel install --prefix .venv --name {kernel_name}`)") from None
+    return nbformat.read(str(output_path), as_version=4)
+
+
+_HEADER_CSS = """
+<style>
+.sercore-header{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1em auto 0;
+  max-width:1100px;padding:.6em 1em;border:1px solid #d0d7de;border-radius:6px;background:#f6f8fa;
+  font-size:13px;color:#333}
+.sercore-header a{color:#0969da}
+.sercore-header table{border-collapse:collapse;margin:.3em 0}
+.sercore-header td{padding:1px 10px 1px 0;vertical-align:top}
+.sercore-header button{float:right;font-size:12px;padding:3px 10px;cursor:pointer}
+body:not(.sercore-show-code) .jp-CodeCell .jp-Cell-inputWrapper{display:none}
+body:not(.sercore-show-code) .jp-CodeCell:not(:has(.jp-OutputArea-child)){display:none}
+main{max-width:1100px;margin:auto}
+</style>
+"""
+
+
+def _header_html(meta: Mapping[str, Any]) -> str:
+    params = ", ".join(f"{k}={v!r}" for k, v in sorted(meta.get("parameters", {}).items()))
+    rows = [("corpus", meta["corpus"]), ("profile", meta["profile"]), ("date", meta["date"]),
+            ("sercore commit", meta["commit"]), ("run time", _fmt_seconds(meta["runtime_s"])),
+            ("parameters", params)]
+    cells = "".join(f"<tr><td><b>{_html.escape(k)}</b></td><td>{_html.escape(str(v))}</td></tr>"
+                    for k, v in rows)
+    return (f'<div class="sercore-header"><button type="button" '
+            f'onclick="document.body.classList.toggle(\'sercore-show-code\')">Show/hide code</button>'
+            f'<a href="../index.html">&larr; all reports</a> &middot; sercore report '
+            f'<b>{_html.escape(meta["name"])}</b><table>{cells}</table>'
+            f'Progress bars and warnings (stderr) are left out here; they are kept in the executed '
+            f'notebook <code>{_html.escape(meta.get("executed_notebook", ""))}</code>.</div>')
+
+
+def render_html(nb, html_path: str | os.PathLike, meta: Mapping[str, Any] | None = None) -> Path:
+    """Render an executed notebook to a self-contained HTML file (written atomically).
+
+    Code cells are hidden by default (a button shows them), prompts are dropped, figures stay embedded
+    as base64 PNG, stderr streams (progress bars, warnings) are left out. Cells tagged ``remove-cell``
+    are dropped; ``remove-input`` / ``remove-output`` drop one half. ``meta`` (corpus, profile, date,
+    commit, runtime_s, parameters) is shown in a header.
+    """
+    import copy
+
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", [])
+                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    title = notebook_title(nb) or Path(html_path).stem
+    nb.metadata["title"] = title
+    exporter = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True)
+    tags = TagRemovePreprocessor(remove_cell_tags={"remove-cell"}, remove_input_tags={"remove-input"},
+                                 remove_all_outputs_tags={"remove-output"}, enabled=True)
+    exporter.register_preprocessor(tags, enabled=True)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    body = body.replace("</head>", _HEADER_CSS + "</head>", 1)
+    if meta is not None:
+        body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + "\n" + _header_html(meta), body, count=1)
+    html_path = Path(html_path)
+    _atomic_write_text(html_path, body)
+    return html_path
+
+
+def _read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST_NAME
+    if not path.exists():
+        return {"reports": {}}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {"reports": {}}
+    data.setdefault("reports", {})
+    return data
+
+
+def _update_manifest(folder: Path, meta: Mapping[str, Any]) -> None:
+    manifest = _read_manifest(folder)
+    manifest["reports"][meta["name"]] = dict(meta)
+    _atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def run_notebooks(corpus: str = "synthetic", profile: str = "quick",
+                  notebooks: Iterable[str] | str | None = None, params: Mapping[str, Any] | None = None,
+                  *, reports_dir: str | os.PathLike | None = None,
+                  out_dir: str | os.PathLike | None = None,
+                  notebook_dir: str | os.PathLike | None = None, kernel_name: str = KERNEL_NAME,
+                  progress: bool | None = None, prepare_corpus: bool = True, index: bool = True,
+                  log=print) -> list[dict]:
+    """Execute study notebooks with papermill and render each to ``reports/<corpus>/<name>.html``.
+
+    Parameters
+    ----------
+    corpus : str
+        Corpus the study runs on (``"synthetic"``, ``"synthetic-small"``, ``"emodb"``, ...).
+    profile : str
+        Training profile (``"smoke"``, ``"quick"``, ``"full"``).
+    notebooks : iterable of str or str, optional
+        Subset by number or name (``["01", "02"]`` or ``"01,02"``); default all, in order.
+    params : mapping, optional
+        Further notebook parameters (``{"seed": 1, "models": "zhao2d"}``); they override the defaults
+        in each notebook's ``parameters`` cell. ``corpus``, ``profile``, ``data_dir`` and
+        ``results_dir`` are always injected.
+    reports_dir : path-like, optional
+        Root of the HTML reports (default :func:`sercore.config.reports_dir`).
+    out_dir : path-like, optional
+        Where executed notebooks go (default ``<results_dir>/<corpus>/notebooks``).
+    notebook_dir : path-like, optional
+        Folder of the notebooks (default the checkout's ``notebooks/``).
+    kernel_name : str
+        Jupyter kernel (default ``"sercore"``).
+    progress : bool, optional
+        Papermill progress bars; default off under CI or without a terminal.
+    prepare_corpus : bool
+        Load the corpus first (generating a synthetic one if missing), so a missing corpus fails fast
+        with the fix named, before any notebook starts.
+    index : bool
+        Rewrite ``reports/index.html`` after each report.
+    log : callable
+        Called with one line per notebook (``print`` by default; ``None`` for silence).
+
+    Returns
+    -------
+    list of dict
+        One record per report: name, title, html, corpus, profile, date, commit, runtime_s, parameters.
+
+    Raises
+    ------
+    NotebookError
+        A notebook failed; its name and cell are in the message. Reports finished before it are kept.
+    """
+    from . import git_commit
+
+    paths = select_notebooks(notebooks, notebook_dir)
+    if not paths:
+        raise ConfigError(f"no notebooks NN_name.ipynb in {notebook_dir or notebooks_dir()}")
+    log = log or (lambda *_: None)
+    root = Path(reports_dir) if reports_dir is not None else config.reports_dir()
+    folder = root / corpus
+    work = Path(out_dir) if out_dir is not None else config.results_dir() / corpus / "notebooks"
+    if prepare_corpus:
+        from .corpora import load_corpus
+
+        log(f"corpus {corpus}: {len(load_corpus(corpus))} utterances")
+    injected = {"corpus": corpus, "profile": profile, "data_dir": str(config.data_dir()),
+                "results_dir": str(config.results_dir()), "interactive": False}
+    injected.update(params or {})
+    commit = git_commit()
+    done = []
+    for path in paths:
+        name = path.stem
+        log(f"[{name}] running on {corpus}/{profile} ...")
+        start_date = _dt.datetime.now(_dt.timezone.utc)
+        t0 = time.perf_counter()
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".ipynb", dir=_mkdir(work))
+        os.close(fd)
+        executed = work / f"{name}.ipynb"
+        try:
+            nb = execute_notebook(path, tmp, injected, kernel_name=kernel_name, progress=progress)
+        except NotebookError:
+            os.replace(tmp, work / f"{name}.failed.ipynb")
+            raise
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        os.replace(tmp, executed)
+        (work / f"{name}.failed.ipynb").unlink(missing_ok=True)
+        runtime = time.perf_counter() - t0
+        meta = {"name": name, "title": notebook_title(nb) or name, "html": f"{corpus}/{name}.html",
+                "corpus": corpus, "profile": profile,
+                "date": start_date.strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
+                "runtime_s": round(runtime, 1), "parameters": _jsonable(injected),
+                "executed_notebook": str(executed)}
+        html = render_html(nb, folder / f"{name}.html", meta)
+        _update_manifest(folder, meta)
+        if index:
+            write_index(root)
+        log(f"[{name}] done in {_fmt_seconds(runtime)} -> {html}")
+        done.append(meta)
+    return done
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _jsonable(d: Mapping[str, Any]) -> dict:
+    return json.loads(json.dumps(dict(d), default=str))
+
+
+def _fmt_seconds(s: float) -> str:
+    s = float(s)
+    if s < 60:
+        return f"{s:.0f} s"
+    m, sec = divmod(int(round(s)), 60)
+    if m < 60:
+        return f"{m} min {sec:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"
+
+
+# -------------------------------------------------------------------------------------------- index
+def list_reports(reports_dir: str | os.PathLike | None = None) -> list[dict]:
+    """Every report recorded in ``reports/<corpus>/manifest.json`` whose HTML exists."""
+    root = Path(reports_dir) if reports_dir is not None else config.reports_dir()
+    found = []
+    if not root.is_dir():
+        return found
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for name, meta in sorted(_read_manifest(folder)["reports"].items()):
+            if (root / meta.get("html", "")).is_file():
+                found.append(dict(meta))
+    return found
+
+
+def write_index(reports_dir: str | os.PathLike | None = None) -> Path:
+    """Write ``reports/index.html``: one table per corpus, a row per report with its provenance."""
+    root = Path(reports_dir) if reports_dir is not None else config.reports_dir()
+    by_corpus: dict[str, list[dict]] = {}
+    for meta in list_reports(root):
+        by_corpus.setdefault(meta["corpus"], []).append(meta)
+    esc = _html.escape
+    sections = []
+    for corpus, metas in sorted(by_corpus.items()):
+        rows = "".join(
+            f'<tr><td><a href="{esc(m["html"])}">{esc(m["name"][:2])}. {esc(m["title"])}</a></td>'
+            f'<td>{esc(m["corpus"])}</td><td>{esc(m["profile"])}</td><td>{esc(m["date"])}</td>'
+            f'<td><code>{esc(m["commit"])}</code></td><td>{esc(_fmt_seconds(m["runtime_s"]))}</td></tr>'
+            for m in metas)
+        sections.append(f"<h2>{esc(corpus)}</h2><table><thead><tr><th>report</th><th>corpus</th>"
+                        f"<th>profile</th><th>date</th><th>sercore commit</th><th>run time</th></tr>"
+                        f"</thead><tbody>{rows}</tbody></table>")
+    if not sections:
+        sections.append("<p>No reports yet: run <code>make reports</code>.</p>")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>sercore reports</title>
+<style>
+body{{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1000px;margin:2em auto;
+  padding:0 1em;color:#222;line-height:1.45}}
+table{{border-collapse:collapse;width:100%;margin-bottom:1.5em}}
+th,td{{text-align:left;padding:6px 10px;border-bottom:1px solid #ddd;font-size:14px}}
+th{{background:#f6f8fa}} a{{color:#0969da}} code{{font-size:13px}}
+</style></head><body>
+<h1>sercore reports</h1>
+<p>Speech emotion recognition study: each report is a notebook from <code>notebooks/</code> executed
+headlessly by papermill (<code>make reports</code>) and rendered to HTML, code hidden (a button in each
+report shows it). Every number in a report was computed by the run that produced it, on the corpus,
+profile and sercore commit listed here.</p>
+{"".join(sections)}
+<p style="font-size:12px;color:#666">Index written {esc(_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))}.</p>
+</body></html>
+"""
+    path = root / INDEX_NAME
+    _atomic_write_text(path, page)
+    return path

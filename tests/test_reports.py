@@ -1,0 +1,127 @@
+"""The report runner (papermill + nbconvert) on tiny throwaway notebooks."""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from sercore import reports
+from sercore.errors import ConfigError, SercoreError
+
+
+def _notebook(path, body: str, title: str = "A tiny report"):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("corpus = 'x'\nprofile = 'y'\nfail = False\ninteractive = True")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\nWhat it asks."), params,
+                nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "sercore", "display_name": "Python (sercore)", "language": "python"}
+    nbformat.write(nb, str(path))
+    return path
+
+
+FIGURE = """\
+%matplotlib inline
+from matplotlib.figure import Figure
+from IPython.display import Markdown, display
+fig = Figure(figsize=(2, 2))
+ax = fig.subplots()
+ax.plot([0, 1], [0, 1])
+ax.set_title('line')
+display(fig)
+if fail:
+    raise ValueError('boom on purpose')
+display(Markdown(f'corpus was **{corpus}**'))
+"""
+
+
+@pytest.fixture
+def nb_dir(tmp_path):
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    _notebook(d / "01_figure.ipynb", FIGURE)
+    _notebook(d / "02_second.ipynb", "print('second', corpus)", title="Second report")
+    (d / "scratch.ipynb").write_text("{}")  # not numbered: never run
+    return d
+
+
+def test_list_and_select(nb_dir):
+    assert [p.name for p in reports.list_notebooks(nb_dir)] == ["01_figure.ipynb", "02_second.ipynb"]
+    assert [p.stem for p in reports.select_notebooks("2", nb_dir)] == ["02_second"]
+    assert [p.stem for p in reports.select_notebooks(["02_second", "01"], nb_dir)] == ["01_figure", "02_second"]
+    with pytest.raises(ConfigError, match="01_figure"):
+        reports.select_notebooks("07", nb_dir)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("seed=3", ("seed", 3)), ("lr=1e-3", ("lr", 1e-3)), ("models=zhao2d,poolfix2d", ("models", "zhao2d,poolfix2d")),
+    ("fast=true", ("fast", True)), ("x=None", ("x", None)), ("seeds=[0, 1]", ("seeds", [0, 1])),
+])
+def test_parse_param(text, expected):
+    assert reports.parse_param(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["seed", "=3", "two words=1"])
+def test_parse_param_rejects(bad):
+    with pytest.raises(ConfigError, match="key=value"):
+        reports.parse_param(bad)
+
+
+def test_as_list():
+    assert reports.as_list("a, b,,c") == ["a", "b", "c"]
+    assert reports.as_list(("a", "b")) == ["a", "b"]
+    assert reports.as_list(None) is None
+
+
+def test_run_renders_html_with_figure_and_index(nb_dir, tmp_path):
+    out = tmp_path / "reports"
+    done = reports.run_notebooks("toy", "smoke", params={"seed": 5}, reports_dir=out, out_dir=tmp_path / "exec",
+                                 notebook_dir=nb_dir, prepare_corpus=False, log=None)
+    assert [m["name"] for m in done] == ["01_figure", "02_second"]
+    html = (out / "toy" / "01_figure.html").read_text()
+    assert html.count("<img") == 1 and "data:image/png;base64," in html
+    assert "corpus was <strong>toy</strong>" in html          # Markdown output rendered from a computed value
+    assert "sercore-show-code" in html                         # code hidden by default, with a toggle
+    assert "<title>A tiny report</title>" in html
+    assert (tmp_path / "exec" / "01_figure.ipynb").exists()
+    manifest = json.loads((out / "toy" / "manifest.json").read_text())["reports"]
+    assert manifest["01_figure"]["parameters"]["seed"] == 5
+    assert manifest["02_second"]["profile"] == "smoke" and manifest["02_second"]["runtime_s"] > 0
+    index = (out / "index.html").read_text()
+    for needle in ('href="toy/01_figure.html"', 'href="toy/02_second.html"', "A tiny report", "Second report",
+                   "smoke", manifest["01_figure"]["commit"]):
+        assert needle in index
+
+
+def test_failure_names_notebook_and_cell_and_keeps_old_html(nb_dir, tmp_path):
+    out = tmp_path / "reports"
+    reports.run_notebooks("toy", "smoke", notebooks="01", reports_dir=out, out_dir=tmp_path / "exec",
+                          notebook_dir=nb_dir, prepare_corpus=False, log=None)
+    before = (out / "toy" / "01_figure.html").read_bytes()
+    with pytest.raises(reports.NotebookError) as info:
+        reports.run_notebooks("toy", "smoke", params={"fail": True}, reports_dir=out, out_dir=tmp_path / "exec",
+                              notebook_dir=nb_dir, prepare_corpus=False, log=None)
+    err = info.value
+    assert isinstance(err, SercoreError)
+    assert err.notebook == "01_figure" and err.cell is not None
+    assert "01_figure.ipynb" in str(err) and f"In [{err.cell}]" in str(err)
+    assert "ValueError" in str(err) and "boom on purpose" in str(err)
+    assert (out / "toy" / "01_figure.html").read_bytes() == before       # old report intact
+    assert not (out / "toy" / "02_second.html").exists()                 # the run stopped at the failure
+    assert (tmp_path / "exec" / "01_figure.failed.ipynb").exists()       # traceback kept for reading
+    assert not list((out / "toy").glob(".*tmp"))                         # no half-written files
+
+
+def test_index_without_reports(tmp_path):
+    page = reports.write_index(tmp_path).read_text()
+    assert "No reports yet" in page
+
+
+def test_cli_index_and_bad_param(tmp_path, capsys):
+    from sercore.cli import main
+
+    assert main(["reports", "--index", "--reports-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "index.html").exists()
+    assert main(["reports", "--reports-dir", str(tmp_path), "-p", "oops"]) == 1
+    assert "key=value" in capsys.readouterr().err
