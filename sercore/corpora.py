@@ -365,7 +365,8 @@ def _missing_message(info: CorpusInfo, folder: Path, source: str) -> str:
     why = {"root argument": "the root argument",
            "default": f"the default folder (${var} is not set)"}.get(source, source)
     return (f"{info.name} not found: no folder {folder} (from {why}). Fix: `{info.how_to_get}`, "
-            f"or set {var}=/path/to/{info.name}, or pass root=/path/to/{info.name}. "
+            f"or set {var}=/path/to/{info.name}, or pass root=/path/to/{info.name} "
+            "(CLI: --root). "
             f"Expected layout inside it: {info.layout}.")
 
 
