@@ -446,7 +446,8 @@ def read_emodb_ratings(path: str | os.PathLike) -> pd.DataFrame:
     The file is Latin-1, tab-separated, with decimal commas and non-breaking-space padding; its
     columns are ``Nr.``, ``Satz`` (file name), ``erkannt`` (% of 20 listeners who recognised the
     intended emotion) and ``natuerlich`` (% who judged it natural). It lists 816 recordings; the
-    535 in ``wav/`` are those with recognition >= 80 % and naturalness >= 60 %.
+    535 in ``wav/`` are documented as those with recognition >= 80 % and naturalness >= 60 %, but
+    42 of them have naturalness between 45 and 57 % (recognition >= 80 % holds for all).
 
     Parameters
     ----------
@@ -544,6 +545,9 @@ def _tidy(df: pd.DataFrame) -> pd.DataFrame:
         if col not in df.columns:
             df[col] = np.nan if col in ("recognition", "naturalness", "duration") else None
     df = df[list(COLUMNS)].sort_values("path", kind="stable").reset_index(drop=True)
+    for col in ("gender", "take", "intensity"):  # all-missing label columns: None, not float NaN
+        if df[col].isna().all():
+            df[col] = pd.Series([None] * len(df), dtype=object)
     df["duration"] = df["duration"].astype(float)
     df["sample_rate"] = df["sample_rate"].astype(np.int64)
     df["recognition"] = df["recognition"].astype(float)
