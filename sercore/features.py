@@ -240,9 +240,21 @@ _POOL_JOBS = 0
 _MIN_FILES_PER_JOB = 200
 
 
+def _single_blas_thread():
+    """Context limiting BLAS to one thread: the (128 x 513) @ (513 x 251) mel product is too small to
+    gain from threads, and on a busy machine BLAS threads slow it several-fold."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
 def _warm_worker():
-    """Process-pool initializer: load librosa's numba-compiled functions once per worker."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    """Process-pool initializer: one BLAS thread, and librosa's numba functions loaded once per worker."""
+    _single_blas_thread()
     compute(np.zeros(4096, np.float32), FeatureConfig(kind="logmel_deltas", duration=4096 / 16000))
 
 
@@ -264,8 +276,8 @@ def _pool(n_jobs: int):
 def _shutdown_pool():
     global _POOL
     if _POOL is not None:
-        _POOL.shutdown(wait=True, cancel_futures=True)
-        _POOL = None
+        pool, _POOL = _POOL, None
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 atexit.register(_shutdown_pool)
@@ -305,21 +317,31 @@ def _map_files(fn, tasks: list[tuple], n_jobs: int | None, progress: bool, desc:
     chunk = max(1, min(64, -(-len(tasks) // (n_jobs * 4))))
     starts = list(range(0, len(tasks), chunk))
     try:
-        if n_jobs == 1:
-            outputs = ((s, _run_chunk(fn, tasks[s:s + chunk])) for s in starts)
-            for s, res in outputs:
-                _store_chunk(results, s, res, bar)
-        else:
+        if n_jobs > 1:
             from concurrent.futures import as_completed
+            from concurrent.futures.process import BrokenProcessPool
 
-            pool = _pool(n_jobs)
-            futures = {pool.submit(_run_chunk, fn, tasks[s:s + chunk]): s for s in starts}
             try:
-                for fut in as_completed(futures):
-                    _store_chunk(results, futures[fut], fut.result(), bar)
-            finally:
-                for fut in futures:
-                    fut.cancel()
+                pool = _pool(n_jobs)
+                futures = {pool.submit(_run_chunk, fn, tasks[s:s + chunk]): s for s in starts}
+                try:
+                    for fut in as_completed(futures):
+                        _store_chunk(results, futures[fut], fut.result(), bar)
+                        starts.remove(futures[fut])
+                finally:
+                    for fut in futures:
+                        fut.cancel()
+            except BrokenProcessPool as err:
+                # Typically a script without an `if __name__ == "__main__":` guard (spawned workers
+                # re-run it), or a worker killed for memory. Finish the remaining files here.
+                _shutdown_pool()
+                warnings.warn(f"feature worker processes failed ({err}); computing the remaining "
+                              f"{sum(len(tasks[s:s + chunk]) for s in starts)} files in this process. "
+                              "In a script, guard the entry point with `if __name__ == '__main__':` "
+                              "or pass n_jobs=1", RuntimeWarning, stacklevel=3)
+        with _single_blas_thread():
+            for s in list(starts):
+                _store_chunk(results, s, _run_chunk(fn, tasks[s:s + chunk]), bar)
     finally:
         bar.close()
     return results
