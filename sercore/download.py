@@ -460,7 +460,7 @@ def fetch(name: str, dest: str | os.PathLike | None = None, *, url: str | None =
         _install(content, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _say(f"{name}: {len(table)} utterances, {table['speaker'].nunique()} speakers "
+    _say(f"{name}: {len(table)} utterances from {table['speaker'].nunique()} speaker(s) "
          f"installed in {target}", progress)
     return target
 
