@@ -2,6 +2,7 @@
 names, the real EmoDB (where present), folder resolution and bad input."""
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -274,9 +275,17 @@ def test_file_name_outside_scheme(name, bad_name, tmp_path, wav_writer):
     assert df["path"].tolist() == [str(tmp_path / good)]
 
 
+def _no_samples_wav() -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(0, np.float32), 16000, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize("content", [b"", np.random.default_rng(0).bytes(2000),
-                                     b"RIFF\x00\x00\x00\x00WAVEfmt "],
-                         ids=["empty", "random-bytes", "truncated-header"])
+                                     b"RIFF\x00\x00\x00\x00WAVEfmt ", _no_samples_wav()],
+                         ids=["empty", "random-bytes", "truncated-header", "no-samples"])
 def test_unreadable_audio_is_named_and_skippable(content, tmp_path, wav_writer):
     make_files(tmp_path, ["wav/03a01Fa.wav", "wav/08a02Nb.wav"], wav_writer)
     bad = tmp_path / "wav" / "03a04Wc.wav"
@@ -296,6 +305,13 @@ def test_all_unreadable_files_are_listed_in_one_error(tmp_path, wav_writer):
         (tmp_path / "wav" / name).write_bytes(b"")
     with pytest.raises(AudioError, match=r"2 unreadable file\(s\).*08a01Na.wav.*09a01Wa.wav"):
         load_corpus("emodb", root=tmp_path)
+
+
+def test_nothing_readable_left_after_skipping(tmp_path):
+    (tmp_path / "wav").mkdir()
+    (tmp_path / "wav" / "03a01Fa.wav").write_bytes(b"")
+    with pytest.warns(UserWarning), pytest.raises(CorpusError, match="no readable emodb"):
+        load_corpus("emodb", root=tmp_path, on_error="skip")
 
 
 def test_errors_are_sercore_errors():
@@ -330,7 +346,8 @@ def test_synthetic_metadata_naming_missing_wav(tmp_path):
 
 
 def test_synthetic_small_is_generated_when_missing(tmp_path):
-    synth = pytest.importorskip("sercore.synth", reason="sercore.synth (SYNTH helper) not there yet")
+    synth = pytest.importorskip("sercore.synth",
+                                reason="sercore.synth (SYNTH helper) not there yet")
     assert hasattr(synth, "generate_corpus")
     root = tmp_path / "synthetic-small"
     df = load_corpus("synthetic-small", root=root)

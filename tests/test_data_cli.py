@@ -90,7 +90,8 @@ def test_fetch_from_archive(tiny_emodb, tmp_path, data_dir, capsys):
 
 
 def test_synth_passes_its_options(tmp_path, monkeypatch, capsys):
-    synth = pytest.importorskip("sercore.synth", reason="sercore.synth (SYNTH helper) not there yet")
+    synth = pytest.importorskip("sercore.synth",
+                                reason="sercore.synth (SYNTH helper) not there yet")
     calls = []
 
     def fake_generate(root, *, size="full", seed=0, progress=True):

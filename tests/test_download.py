@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import io
-import os
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -246,4 +245,5 @@ def test_reference_manifest_matches_real_emodb(emodb_dir):
     assert listing.count("\n") == 535
     assert hashlib.sha256(listing.encode()).hexdigest() == download.EMODB_WAV_MANIFEST_SHA256
     if (emodb_dir / "MD5SUMS").is_file():  # the same listing md5sum wrote
-        assert sorted(listing.splitlines()) == sorted((emodb_dir / "MD5SUMS").read_text().splitlines())
+        md5sums = (emodb_dir / "MD5SUMS").read_text().splitlines()
+        assert sorted(listing.splitlines()) == sorted(md5sums)
