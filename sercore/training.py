@@ -1,0 +1,471 @@
+"""Jitted training with early stopping on validation data, resumable epoch checkpoints, evaluation.
+
+The training step fits on one screen (Flax mnist style), written in NNX's functional form: the model
+is split once into a static ``graphdef`` and array state ``(params, rest)`` (``rest`` = BatchNorm
+statistics and the dropout RNG stream), and the step is a pure ``jax.jit`` function of those arrays.
+This skips NNX's per-call object-graph traversal, lets the jit cache be shared by every fold and
+seed of a study (same graphdef + optimiser = no re-trace), and makes checkpoints and ``jax.vmap``
+over stacked seeds straightforward.
+
+The whole training array is put on the device once; a step receives a fixed-size vector of row
+indices and gathers its batch inside the jitted function, so every step has the same shapes (the last
+batch is filled up with other training rows whose loss weight is 0) and nothing syncs with the host
+inside an epoch: loss sums and confusion matrices are accumulated on the device and read once per
+epoch.
+
+**Model selection never sees the test fold**: :func:`fit` receives only the training and validation
+arrays; the test fold goes to :func:`evaluate` afterwards, once.
+
+Early stopping monitors validation UAR (ties broken by lower validation loss) or validation loss,
+with ``patience`` epochs; the best state is restored at the end.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and early-stopping settings of one training run.
+
+    Attributes
+    ----------
+    epochs : int
+        Maximum number of epochs.
+    batch_size : int
+        Training batch size (fixed; the last batch is filled up and masked).
+    optimizer : {"adam", "adamw", "sgd"}
+        ``sgd`` uses Nesterov-free momentum ``momentum`` and Keras-style time decay
+        ``lr / (1 + decay * step)`` with ``decay`` (as source document 001 did).
+    learning_rate : float
+    momentum : float
+        SGD momentum.
+    decay : float
+        Keras-style inverse time decay per step (0 = off). Used by every optimiser.
+    weight_decay : float
+        Decoupled weight decay (``adamw``) or L2 added to gradients (``adam``/``sgd``).
+    lr_schedule : {"constant", "cosine"}
+        ``cosine`` anneals to 0 over ``epochs`` (on top of ``decay``).
+    clip_norm : float
+        Global gradient-norm clipping (0 = off).
+    patience : int
+        Epochs without improvement of ``monitor`` before stopping (0 = never stop early).
+    monitor : {"val_uar", "val_loss"}
+    class_weighting : bool
+        Weight the loss by inverse class frequency of the training rows.
+    eval_batch_size : int
+    seed : int
+        Seeds the data order (numpy, per epoch); the model's own init/dropout seed is set when it is
+        created.
+    """
+
+    epochs: int = 30
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    decay: float = 0.0
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    clip_norm: float = 0.0
+    patience: int = 10
+    monitor: str = "val_uar"
+    class_weighting: bool = False
+    eval_batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            raise ConfigError(f"optimizer {self.optimizer!r} unknown; use 'adam', 'adamw' or 'sgd'")
+        if self.monitor not in ("val_uar", "val_loss"):
+            raise ConfigError(f"monitor {self.monitor!r} unknown; use 'val_uar' or 'val_loss'")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"lr_schedule {self.lr_schedule!r} unknown; use 'constant' or 'cosine'")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch_size must be >= 1")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **kw) -> "TrainConfig":
+        return dataclasses.replace(self, **kw)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**d)
+
+    def key(self) -> str:
+        """Short hash of the settings (part of a run id)."""
+        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns; the model itself is updated in place to its best state.
+
+    Attributes
+    ----------
+    history : list of dict
+        One dict per epoch: ``epoch`` (1-based), ``train_loss``, ``train_acc``, ``val_loss``,
+        ``val_wa``, ``val_uar``, ``lr``, ``seconds``.
+    best_epoch : int
+        1-based epoch whose state was kept.
+    epochs_run : int
+    stopped_early : bool
+    train_seconds : float
+        Wall time of all epochs, summed over resumed sessions.
+    """
+
+    history: list[dict]
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    train_seconds: float
+
+    @property
+    def best(self) -> dict:
+        return self.history[self.best_epoch - 1] if self.best_epoch else {}
+
+
+# --------------------------------------------------------------------------------------------------
+# progress
+
+
+def quiet() -> bool:
+    """True when progress bars should stay off: ``SERCORE_QUIET=1``, ``CI`` set, or stderr not a TTY
+    (papermill, CI logs, pipes)."""
+    if os.environ.get("SERCORE_QUIET", "") not in ("", "0"):
+        return True
+    if os.environ.get("CI"):
+        return True
+    return not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+
+
+# --------------------------------------------------------------------------------------------------
+# optimiser and steps
+
+
+@functools.lru_cache(maxsize=32)
+def make_optimizer(optimizer: str, learning_rate: float, momentum: float, decay: float, weight_decay: float,
+                   lr_schedule: str, clip_norm: float, total_steps: int):
+    """The optax transformation for a :class:`TrainConfig` (cached, so repeated runs share jit caches)."""
+    import optax
+
+    def schedule(step):
+        lr = learning_rate / (1.0 + decay * step)
+        if lr_schedule == "cosine":
+            frac = optax.cosine_decay_schedule(1.0, max(total_steps, 1))(step)
+            lr = lr * frac
+        return lr
+
+    parts = []
+    if clip_norm:
+        parts.append(optax.clip_by_global_norm(clip_norm))
+    if optimizer == "sgd":
+        if weight_decay:
+            parts.append(optax.add_decayed_weights(weight_decay))
+        parts.append(optax.sgd(schedule, momentum=momentum or None))
+    elif optimizer == "adamw":
+        parts.append(optax.adamw(schedule, weight_decay=weight_decay))
+    else:
+        if weight_decay:
+            parts.append(optax.add_decayed_weights(weight_decay))
+        parts.append(optax.adam(schedule))
+    return optax.chain(*parts)
+
+
+def _tx_for(cfg: TrainConfig, steps_per_epoch: int):
+    return make_optimizer(cfg.optimizer, float(cfg.learning_rate), float(cfg.momentum), float(cfg.decay),
+                          float(cfg.weight_decay), cfg.lr_schedule, float(cfg.clip_norm),
+                          int(cfg.epochs * steps_per_epoch) if cfg.lr_schedule == "cosine" else 0)
+
+
+def _import_jax():
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    return jax, jnp, optax, nnx
+
+
+def _train_step_impl(graphdef, tx, params, rest, opt_state, acc, X, Y, idx, weight):
+    """One optimisation step on rows ``idx`` of the device-resident training arrays (pure function)."""
+    jax, jnp, optax, nnx = _import_jax()
+    x, y = X[idx], Y[idx]
+
+    def loss_fn(params, rest):
+        model = nnx.merge(graphdef, params, rest, copy=True)
+        logits = model(x)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        loss = jnp.sum(ce * weight) / jnp.maximum(jnp.sum(weight), 1e-6)
+        return loss, (logits, ce, nnx.split(model, nnx.Param, ...)[2])
+
+    (loss, (logits, ce, new_rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    real = (weight > 0).astype(jnp.float32)
+    acc = {"loss_sum": acc["loss_sum"] + jnp.sum(ce * real),
+           "n": acc["n"] + jnp.sum(real),
+           "correct": acc["correct"] + jnp.sum((jnp.argmax(logits, -1) == y) * real)}
+    return params, new_rest, opt_state, acc
+
+
+def _eval_step_impl(graphdef, params, rest, acc, X, Y, idx, mask):
+    """Forward pass on rows ``idx``; accumulates loss sum and confusion matrix, returns probabilities."""
+    jax, jnp, optax, nnx = _import_jax()
+    model = nnx.merge(graphdef, params, rest, copy=True)
+    logits = model(X[idx])
+    y = Y[idx]
+    k = logits.shape[-1]
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    onehot_true = jax.nn.one_hot(y, k) * mask[:, None]
+    onehot_pred = jax.nn.one_hot(jnp.argmax(logits, -1), k)
+    acc = {"loss_sum": acc["loss_sum"] + jnp.sum(ce * mask), "cm": acc["cm"] + onehot_true.T @ onehot_pred}
+    return acc, jax.nn.softmax(logits, -1)
+
+
+@functools.cache
+def _jitted():
+    jax = _import_jax()[0]
+    train_step = jax.jit(_train_step_impl, static_argnums=(0, 1), donate_argnums=(2, 4, 5))
+    eval_step = jax.jit(_eval_step_impl, static_argnums=(0,))
+    return train_step, eval_step
+
+
+def _batches(n: int, batch_size: int, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices ``(n_batches, batch_size)`` covering ``order`` once, the tail filled by wrapping
+    around, and a 0/1 mask of the real (first-time) rows."""
+    order = np.arange(n) if order is None else order
+    n_batches = max(1, -(-n // batch_size))
+    idx = np.resize(order, n_batches * batch_size).reshape(n_batches, batch_size).astype(np.int32)
+    mask = (np.arange(n_batches * batch_size) < n).reshape(n_batches, batch_size).astype(np.float32)
+    return idx, mask
+
+
+#: Device arrays are padded to a multiple of this many rows, so folds of slightly different sizes
+#: share one compiled step (rows past the real ones are never indexed).
+ROW_BUCKET = 256
+
+
+def _device_rows(X: np.ndarray):
+    """``X`` on the device, padded with zero rows to a multiple of :data:`ROW_BUCKET`."""
+    jax = _import_jax()[0]
+    pad = (-len(X)) % ROW_BUCKET
+    if pad:
+        X = np.concatenate([X, np.zeros((pad, *X.shape[1:]), X.dtype)])
+    return jax.device_put(X)
+
+
+def split_model(model):
+    """``(train_graphdef, eval_graphdef, params, rest)`` of an NNX model (mode switches are static)."""
+    _, _, _, nnx = _import_jax()
+    model.train()
+    graphdef_train, params, rest = nnx.split(model, nnx.Param, ...)
+    model.eval()
+    graphdef_eval = nnx.split(model, nnx.Param, ...)[0]
+    return graphdef_train, graphdef_eval, params, rest
+
+
+def _run_eval(graphdef_eval, params, rest, X, Y, batch_size, num_classes, n_rows):
+    """Loss, confusion matrix and probabilities over the first ``n_rows`` rows of device arrays ``X``, ``Y``."""
+    jax, jnp, _, _ = _import_jax()
+    _, eval_step = _jitted()
+    n = int(n_rows)
+    idx, mask = _batches(n, batch_size)
+    acc = {"loss_sum": jnp.zeros(()), "cm": jnp.zeros((num_classes, num_classes))}
+    probs = []
+    for b in range(idx.shape[0]):
+        acc, p = eval_step(graphdef_eval, params, rest, acc, X, Y, idx[b], mask[b])
+        probs.append(p)
+    probs = np.asarray(jnp.concatenate(probs))[:n]
+    return float(acc["loss_sum"]) / max(n, 1), np.asarray(acc["cm"]).round().astype(np.int64), probs
+
+
+# --------------------------------------------------------------------------------------------------
+# fit / evaluate
+
+
+def class_weights(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """Inverse-frequency class weights ``n / (K * count_k)`` (0 for absent classes), shape (K,)."""
+    counts = np.bincount(np.asarray(y), minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(num_classes)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return w.astype(np.float32)
+
+
+def _is_better(cfg: TrainConfig, row: dict, best: dict | None) -> bool:
+    if best is None:
+        return True
+    if cfg.monitor == "val_loss":
+        return row["val_loss"] < best["val_loss"]
+    return row["val_uar"] > best["val_uar"] or (row["val_uar"] == best["val_uar"]
+                                                and row["val_loss"] < best["val_loss"])
+
+
+def fit(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], cfg: TrainConfig,
+        *, num_classes: int | None = None, checkpoint: str | os.PathLike | None = None,
+        checkpoint_meta: dict | None = None, on_epoch: Callable[[dict], None] | None = None,
+        progress: bool | None = None, desc: str = "train") -> FitResult:
+    """Train ``model`` in place on ``train``, early-stopping on ``val``; restore the best state.
+
+    Parameters
+    ----------
+    model : nnx.Module
+        A classifier ``model(x) -> logits (B, K)`` with ``train()``/``eval()`` modes.
+    train, val : (X, y)
+        Features ``(n, *input_shape)`` float32 (already normalised) and integer labels ``(n,)``.
+        The test fold is deliberately *not* a parameter: see :func:`evaluate`.
+    cfg : TrainConfig
+    num_classes : int, optional
+        ``K``; defaults to the model's output width on one validation example.
+    checkpoint : path, optional
+        Epoch checkpoint file. If it exists, training resumes after its last epoch (same seed ->
+        same result as an uninterrupted run); it is rewritten atomically after every epoch.
+    checkpoint_meta : dict, optional
+        Extra JSON metadata stored in the checkpoint (run config).
+    on_epoch : callable, optional
+        Called with each epoch's history row after the checkpoint is written (tests use it to
+        interrupt a run).
+    progress : bool, optional
+        Show a tqdm bar (default: on for interactive terminals, off under papermill/CI; see :func:`quiet`).
+    desc : str
+        Progress-bar label.
+
+    Returns
+    -------
+    FitResult
+    """
+    from tqdm.auto import tqdm
+
+    from . import checkpoint as ckpt
+    from . import metrics
+
+    jax, jnp, _, _ = _import_jax()
+    train_step, _ = _jitted()
+    X_tr, y_tr = np.asarray(train[0], np.float32), np.asarray(train[1], np.int32)
+    X_va, y_va = np.asarray(val[0], np.float32), np.asarray(val[1], np.int32)
+    if len(X_tr) == 0 or len(X_va) == 0:
+        raise ConfigError("fit needs non-empty training and validation sets")
+    graphdef_train, graphdef_eval, params, rest = split_model(model)
+    if num_classes is None:
+        num_classes = int(jax.eval_shape(lambda p, r: _import_jax()[3].merge(graphdef_eval, p, r)(X_va[:1]),
+                                         params, rest).shape[-1])
+    steps_per_epoch = max(1, -(-len(X_tr) // cfg.batch_size))
+    tx = _tx_for(cfg, steps_per_epoch)
+    opt_state = tx.init(params)
+    cw = class_weights(y_tr, num_classes) if cfg.class_weighting else np.ones(num_classes, np.float32)
+
+    history: list[dict] = []
+    best_row, best_epoch, bad_epochs, start_epoch, seconds, stopped = None, 0, 0, 0, 0.0, False
+    best_state = (params, rest)
+    if checkpoint is not None and Path(checkpoint).exists():
+        tree, meta = ckpt.load_pytree(checkpoint, (params, rest, opt_state, params, rest))
+        params, rest, opt_state = tree[0], tree[1], tree[2]
+        best_state = (tree[3], tree[4])
+        history, best_epoch, bad_epochs = meta["history"], meta["best_epoch"], meta["bad_epochs"]
+        start_epoch, seconds, stopped = meta["epoch"], meta["train_seconds"], meta["stopped"]
+        best_row = history[best_epoch - 1] if best_epoch else None
+
+    X_tr_d, y_tr_d = _device_rows(X_tr), _device_rows(y_tr)
+    X_va_d, y_va_d = _device_rows(X_va), _device_rows(y_va)
+    show = (not quiet()) if progress is None else progress
+    bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=desc, disable=not show, leave=False, unit="ep")
+    lr_fn = lambda step: float(cfg.learning_rate / (1.0 + cfg.decay * step))  # noqa: E731 (for the log)
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch + 1, cfg.epochs + 1):
+            if stopped:
+                break
+            t0 = time.perf_counter()
+            order = np.random.default_rng([cfg.seed, epoch]).permutation(len(X_tr))
+            idx, mask = _batches(len(X_tr), cfg.batch_size, order)
+            weight = mask * cw[y_tr[idx]]
+            acc = {"loss_sum": jnp.zeros(()), "n": jnp.zeros(()), "correct": jnp.zeros(())}
+            for b in range(idx.shape[0]):
+                params, rest, opt_state, acc = train_step(graphdef_train, tx, params, rest, opt_state, acc,
+                                                          X_tr_d, y_tr_d, idx[b], weight[b])
+            val_loss, cm, _ = _run_eval(graphdef_eval, params, rest, X_va_d, y_va_d, cfg.eval_batch_size,
+                                        num_classes, len(X_va))
+            s = metrics.scores_from_confusion(cm)
+            n = float(acc["n"])
+            row = {"epoch": epoch, "train_loss": float(acc["loss_sum"]) / n, "train_acc": float(acc["correct"]) / n,
+                   "val_loss": val_loss, "val_wa": s["wa"], "val_uar": s["uar"],
+                   "lr": lr_fn((epoch - 1) * steps_per_epoch), "seconds": time.perf_counter() - t0}
+            seconds += row["seconds"]
+            history.append(row)
+            if _is_better(cfg, row, best_row):
+                best_row, best_epoch, bad_epochs, best_state = row, epoch, 0, (params, rest)
+            else:
+                bad_epochs += 1
+            stopped = bool(cfg.patience and bad_epochs >= cfg.patience)
+            if checkpoint is not None:
+                meta = {"epoch": epoch, "history": history, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                        "train_seconds": seconds, "stopped": stopped, "train_config": cfg.to_dict(),
+                        **(checkpoint_meta or {})}
+                ckpt.save_pytree(checkpoint, (params, rest, opt_state, *best_state), meta)
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_uar=f"{row['val_uar']:.3f}", best=best_epoch)
+            if on_epoch is not None:
+                on_epoch(row)
+    finally:
+        bar.close()
+    _, _, _, nnx = _import_jax()
+    nnx.update(model, *best_state)
+    model.eval()
+    return FitResult(history=history, best_epoch=best_epoch, epochs_run=len(history),
+                     stopped_early=bool(stopped and len(history) < cfg.epochs), train_seconds=seconds)
+
+
+def predict_proba(model, X: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities ``(n, K)`` of a classifier in eval mode (BatchNorm running stats, no dropout)."""
+    jax = _import_jax()[0]
+    _, graphdef_eval, params, rest = split_model(model)
+    X = np.asarray(X, np.float32)
+    if len(X) == 0:
+        raise ConfigError("predict_proba got no rows")
+    num_classes = int(jax.eval_shape(lambda p, r: _import_jax()[3].merge(graphdef_eval, p, r)(X[:1]),
+                                     params, rest).shape[-1])
+    _, _, probs = _run_eval(graphdef_eval, params, rest, _device_rows(X),
+                            _device_rows(np.zeros(len(X), np.int32)), batch_size, num_classes, len(X))
+    return probs
+
+
+def evaluate(model, X: np.ndarray, y: np.ndarray, *, batch_size: int = 64) -> dict[str, Any]:
+    """Score a trained model on one held-out set (the test fold, used once).
+
+    Returns
+    -------
+    dict
+        ``wa``, ``uar``, ``macro_f1``, ``n``, ``loss`` (mean cross-entropy), ``probs`` (n, K),
+        ``pred`` (n,), ``confusion`` (K, K).
+    """
+    from . import metrics
+
+    probs = predict_proba(model, X, batch_size)
+    y = np.asarray(y, np.int64)
+    k = probs.shape[1]
+    pred = probs.argmax(1)
+    out = metrics.scores(y, pred, k)
+    out["loss"] = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None))))
+    out.update(probs=probs, pred=pred, confusion=metrics.confusion_matrix(y, pred, k))
+    return out
