@@ -254,16 +254,24 @@ def extract_zip(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
         Not a zip file, a corrupt member, or an entry with an absolute or ``..`` path.
     """
     archive, dest = Path(archive), Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extract-", dir=dest.parent))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extract-", dir=dest.parent))
+    except OSError as exc:
+        raise DownloadError(f"cannot write into {dest.parent} ({exc}); choose another folder "
+                            "(--dest, or $SERCORE_DATA_DIR) or fix its permissions") from exc
     try:
         with zipfile.ZipFile(archive) as zf:
             for info in _safe_members(zf, archive):
                 zf.extract(info, tmp)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DownloadError(f"{archive} is not a readable zip archive ({exc}); delete it and "
                             "download it again (`sercore data fetch ... --force`)") from exc
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DownloadError(f"extracting {archive} into {dest.parent} failed ({exc}); check free "
+                            "disk space and permissions, then run the same command again") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -409,44 +417,14 @@ def fetch(name: str, dest: str | os.PathLike | None = None, *, url: str | None =
 
     if md5 is None and sha256 is None:
         md5, sha256 = spec.md5, spec.sha256
-    downloaded_now = False
     if archive is not None:
-        zip_path = Path(archive).expanduser().resolve()
-        if not zip_path.is_file():
-            raise DownloadError(f"archive {zip_path} does not exist; pass the path of the "
-                                f"downloaded {spec.filename}")
-        digests = file_digests(zip_path)
-        _check_digests(digests, md5=md5, sha256=sha256, what=str(zip_path),
-                       fix=f"It is not the expected {spec.filename}; download it again from "
-                           f"{spec.url}.")
+        zip_path = _check_local_archive(spec, Path(archive), md5=md5, sha256=sha256,
+                                        progress=progress)
     else:
-        zip_path = config.data_dir() / "downloads" / spec.filename
-        if zip_path.is_file() and url is None and not force:
-            _say(f"using the archive downloaded earlier: {zip_path}", progress)
-            digests = file_digests(zip_path)
-            _check_digests(digests, md5=md5, sha256=sha256, what=str(zip_path),
-                           fix="Delete it, or run again with --force to download it afresh.")
-        else:
-            source = url or spec.url
-            _say(f"downloading {source}\n         -> {zip_path}", progress)
-            digests = download_file(source, zip_path, md5=md5, sha256=sha256,
-                                    size=spec.size if url is None else None, progress=progress)
-            downloaded_now = True
-        _write_text_atomic(zip_path.with_name(zip_path.name + ".sha256"),
-                           f"{digests['sha256']}  {zip_path.name}\n")
-    if md5 or sha256:
-        note = f"matches the expected {'md5' if md5 else 'sha256'}"
-    else:
-        note = "no published checksum to compare with" + (
-            "" if archive is not None else f"; recorded in {zip_path.name}.sha256")
-    _say(f"sha256 {digests['sha256']}  {zip_path.name} ({note})", progress)
+        zip_path = _download_archive(spec, url, md5=md5, sha256=sha256, force=force,
+                                     progress=progress)
 
-    try:
-        tmp = extract_zip(zip_path, target)
-    except DownloadError:
-        if downloaded_now:
-            zip_path.unlink(missing_ok=True)
-        raise
+    tmp = extract_zip(zip_path, target)
     try:
         content = _content_root(name, tmp)
         if name == "emodb" and verify:
@@ -463,6 +441,58 @@ def fetch(name: str, dest: str | os.PathLike | None = None, *, url: str | None =
     _say(f"{name}: {len(table)} utterances from {table['speaker'].nunique()} speaker(s) "
          f"installed in {target}", progress)
     return target
+
+
+def _checksum_note(md5: str | None, sha256: str | None) -> str:
+    if md5 or sha256:
+        return f"matches the expected {'md5' if md5 else 'sha256'}"
+    return "no published checksum to compare with"
+
+
+def _check_local_archive(spec: Archive, path: Path, *, md5: str | None, sha256: str | None,
+                         progress: bool) -> Path:
+    """A zip the user downloaded by hand: checked where it lies, never moved or changed."""
+    path = path.expanduser().resolve()
+    if not path.is_file():
+        raise DownloadError(f"archive {path} does not exist; pass the path of the downloaded "
+                            f"{spec.filename}")
+    digests = file_digests(path)
+    _check_digests(digests, md5=md5, sha256=sha256, what=str(path),
+                   fix=f"It is not the expected {spec.filename}; download it again from "
+                       f"{spec.url}.")
+    if not zipfile.is_zipfile(path):
+        raise DownloadError(f"{path} is not a zip archive; download the official "
+                            f"{spec.filename} from {spec.url}")
+    _say(f"sha256 {digests['sha256']}  {path.name} ({_checksum_note(md5, sha256)})", progress)
+    return path
+
+
+def _download_archive(spec: Archive, url: str | None, *, md5: str | None, sha256: str | None,
+                      force: bool, progress: bool) -> Path:
+    """Download to ``data/downloads`` (or reuse a complete earlier one); record its sha256."""
+    path = config.data_dir() / "downloads" / spec.filename
+    if path.is_file() and url is None and not force:
+        _say(f"using the archive downloaded earlier: {path}", progress)
+        digests = file_digests(path)
+        _check_digests(digests, md5=md5, sha256=sha256, what=str(path),
+                       fix="Delete it, or run again with --force to download it afresh.")
+        if not zipfile.is_zipfile(path):
+            raise DownloadError(f"{path} is not a zip archive; delete it, or run again with "
+                                "--force to download it afresh")
+    else:
+        source = url or spec.url
+        _say(f"downloading {source}\n         -> {path}", progress)
+        digests = download_file(source, path, md5=md5, sha256=sha256,
+                                size=spec.size if url is None else None, progress=progress)
+        if not zipfile.is_zipfile(path):  # e.g. an HTML error page served instead of the archive
+            path.unlink()
+            raise DownloadError(f"{source} is not a zip archive (removed). Download the official "
+                                f"{spec.filename} from {spec.url} by hand and install it with "
+                                f"--archive path/to/{spec.filename}.")
+    _write_text_atomic(path.with_name(path.name + ".sha256"), f"{digests['sha256']}  {path.name}\n")
+    _say(f"sha256 {digests['sha256']}  {path.name} ({_checksum_note(md5, sha256)}; recorded in "
+         f"{path.name}.sha256)", progress)
+    return path
 
 
 def _install(content: Path, target: Path) -> None:

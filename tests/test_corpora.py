@@ -195,6 +195,7 @@ def test_real_emodb(emodb_dir):
     assert df["recognition"].between(80, 100).all() and df["naturalness"].between(0, 100).all()
     assert (df["naturalness"] < 60).sum() == 42 and df["naturalness"].min() == 45.0
     assert df["recognition"].mean() == pytest.approx(93.5, abs=0.05)
+    assert len(read_emodb_ratings(emodb_dir / "erkennung.txt")) == 816
     assert df["path"].map(os.path.isabs).all() and df["path"].is_monotonic_increasing
     first = df.iloc[0]
     assert first[["utt_id", "speaker", "emotion", "text", "take"]].tolist() == [

@@ -84,6 +84,21 @@ def test_fetch_again_does_nothing_unless_forced(emodb_zip, data_dir, capsys):
     assert leftovers(data_dir) == []
 
 
+def test_fetch_reuses_a_complete_earlier_download(emodb_zip, data_dir, capsys, monkeypatch):
+    target = fetch("emodb", url=emodb_zip.as_uri(), progress=False)
+    for p in sorted(target.rglob("*"), reverse=True):  # the user deletes the extracted corpus
+        p.rmdir() if p.is_dir() else p.unlink()
+    target.rmdir()
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("fetch went to the network although the archive was there")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    fetch("emodb")
+    assert "using the archive downloaded earlier" in capsys.readouterr().out
+    assert len(load_corpus("emodb")) == 3
+
+
 def test_fetch_from_local_archive(emodb_zip, data_dir):
     target = fetch("emodb", archive=emodb_zip, progress=False)
     assert len(load_corpus("emodb", root=target)) == 3
@@ -185,7 +200,7 @@ def test_unreachable_url(url, data_dir):
 def test_not_a_zip(tmp_path, data_dir):
     page = tmp_path / "download.zip"
     page.write_text("<html>Service unavailable</html>")
-    with pytest.raises(DownloadError, match="not a readable zip archive"):
+    with pytest.raises(DownloadError, match="is not a zip archive"):
         fetch("emodb", url=page.as_uri(), progress=False)
     assert not (data_dir / "downloads" / "download.zip").exists()  # the junk is not kept
     assert leftovers(data_dir) == [] and not (data_dir / "raw" / "emodb").exists()
