@@ -173,8 +173,8 @@ def download_file(url: str, path: str | os.PathLike, *, md5: str | None = None,
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     manual = (f"Check your network connection and retry, or download {url} by hand (e.g. in a "
-              f"browser) and install it with `--archive path/to/{path.name}` "
-              f"(Python: fetch(..., archive=...)).")
+              f"browser) and either install it with `--archive path/to/{path.name}` (Python: "
+              f"fetch(..., archive=...)) or save it as {path} and run the same command again.")
     md5_hash, sha_hash = hashlib.md5(), hashlib.sha256()
     received, done = 0, False
     try:

@@ -194,6 +194,7 @@ def test_unreachable_url(url, data_dir):
         fetch("emodb", url=url, progress=False)
     msg = str(err.value)
     assert url in msg and "network" in msg and "--archive path/to/download.zip" in msg
+    assert str(data_dir / "downloads" / "download.zip") in msg  # where to put a manual download
     assert leftovers(data_dir) == [] and not (data_dir / "raw" / "emodb").exists()
 
 
