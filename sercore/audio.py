@@ -72,9 +72,12 @@ def load_audio(path: str | os.PathLike, sr: int = 16000) -> np.ndarray:
     if not np.all(np.isfinite(y)):
         raise AudioError(path, "contains NaN or infinite samples (a corrupt float WAV); replace it")
     if file_sr != sr:
-        import librosa
+        # soxr (librosa's resampler, installed with it) is ~4x faster than scipy's resample_poly here
+        # (0.8 vs 2.9 ms for 3 s at 44.1 kHz). It is called directly: librosa.resample would load
+        # numba-compiled helpers, seconds per new worker process.
+        import soxr
 
-        y = librosa.resample(y, orig_sr=file_sr, target_sr=sr, res_type="soxr_hq")
+        y = soxr.resample(y, file_sr, sr, quality="HQ")
     return np.ascontiguousarray(y, dtype=np.float32)
 
 

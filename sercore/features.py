@@ -75,8 +75,8 @@ class FeatureConfig:
     n_fft : int
         FFT size in samples (Hann window of the same length).
     hop_length : int
-        Frame step in samples. Frames are centred (``center=True``, zero padding), so
-        ``n_frames = 1 + n_samples // hop_length``.
+        Frame step in samples. Frames are centred (``center=True``, ``n_fft // 2`` zeros each side),
+        so ``n_frames = 1 + n_samples // hop_length`` (for even n_fft).
     n_mels : int
         Number of mel bands.
     fmin, fmax : float
@@ -134,8 +134,8 @@ class FeatureConfig:
 
     @property
     def n_frames(self) -> int:
-        """Time frames per clip: ``1 + n_samples // hop_length`` (251 at the defaults)."""
-        return 1 + self.n_samples // self.hop_length
+        """Time frames per clip: ``1 + n_samples // hop_length`` for even n_fft (251 at the defaults)."""
+        return 1 + (self.n_samples + 2 * (self.n_fft // 2) - self.n_fft) // self.hop_length
 
     @property
     def n_channels(self) -> int:
@@ -177,18 +177,43 @@ class FeatureConfig:
 
 @functools.lru_cache(maxsize=16)
 def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    """Slaney-normalised mel filterbank, shape (n_mels, 1 + n_fft // 2), float32 (as librosa's default)."""
-    import librosa
+    """librosa's Slaney-normalised mel filterbank, shape (n_mels, 1 + n_fft // 2), float32."""
+    import librosa.filters
 
     return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, dtype=np.float32)
 
 
-def _mel_power(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    import librosa
+@functools.lru_cache(maxsize=16)
+def _hann(n_fft: int) -> np.ndarray:
+    """Periodic Hann window, as ``librosa.stft(window="hann")`` uses."""
+    import scipy.signal
 
-    spec = librosa.stft(y, n_fft=cfg.n_fft, hop_length=cfg.hop_length, center=True, pad_mode="constant")
+    return scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+
+
+def _mel_power(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Mel power spectrogram, shape (n_mels, n_frames); equal to ``librosa.feature.melspectrogram``
+    with ``center=True, pad_mode="constant"`` (tested), but in plain numpy/scipy: librosa's STFT path
+    loads numba-compiled helpers, which costs each new worker process seconds."""
+    import scipy.fft
+
+    pad = cfg.n_fft // 2
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(y, pad), cfg.n_fft)[::cfg.hop_length]
+    spec = scipy.fft.rfft(frames * _hann(cfg.n_fft), axis=-1)           # (n_frames, 1 + n_fft // 2)
     power = spec.real ** 2 + spec.imag ** 2
-    return _mel_basis(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax_hz) @ power
+    return _mel_basis(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax_hz) @ power.T
+
+
+def _power_to_db(S: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """``librosa.power_to_db(S, ref=cfg.ref, amin=cfg.amin, top_db=None)``."""
+    return 10.0 * np.log10(np.maximum(S, cfg.amin)) - 10.0 * np.log10(max(cfg.amin, cfg.ref))
+
+
+def _delta(x: np.ndarray, width: int, order: int) -> np.ndarray:
+    """``librosa.feature.delta(x, width=width, order=order, axis=-1, mode="interp")``."""
+    import scipy.signal
+
+    return scipy.signal.savgol_filter(x, width, deriv=order, polyorder=order, axis=-1, mode="interp")
 
 
 def compute(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
@@ -209,13 +234,11 @@ def compute(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     y = fix_length(np.asarray(y, dtype=np.float32), cfg.n_samples, cfg.crop)
     if cfg.kind == "raw":
         return y[:, None]
-    import librosa
-
-    mel_db = librosa.power_to_db(_mel_power(y, cfg), ref=cfg.ref, amin=cfg.amin, top_db=None)
+    mel_db = _power_to_db(_mel_power(y, cfg), cfg)
     if cfg.kind == "logmel":
         return mel_db[:, :, None].astype(np.float32)
-    d1 = librosa.feature.delta(mel_db, width=cfg.delta_width, order=1, axis=-1)
-    d2 = librosa.feature.delta(mel_db, width=cfg.delta_width, order=2, axis=-1)
+    d1 = _delta(mel_db, cfg.delta_width, 1)
+    d2 = _delta(mel_db, cfg.delta_width, 2)
     return np.stack([mel_db, d1, d2], axis=-1).astype(np.float32)
 
 
@@ -235,8 +258,8 @@ def _compute_noisy_file(path: str, cfg: FeatureConfig, snrs: Sequence[float],
 
 _POOL = None
 _POOL_JOBS = 0
-#: Below this many files per worker, extraction runs in this process (a worker costs ~2 s to start
-#: because librosa's numba functions must be loaded; one file costs ~5 ms).
+#: Below this many files per worker, extraction runs in this process: starting a worker costs about
+#: a second (imports), one file ~5-10 ms.
 _MIN_FILES_PER_JOB = 200
 
 
@@ -253,7 +276,7 @@ def _single_blas_thread():
 
 
 def _warm_worker():
-    """Process-pool initializer: one BLAS thread, and librosa's numba functions loaded once per worker."""
+    """Process-pool initializer: one BLAS thread; imports and the mel filterbank done once per worker."""
     _single_blas_thread()
     compute(np.zeros(4096, np.float32), FeatureConfig(kind="logmel_deltas", duration=4096 / 16000))
 
@@ -641,7 +664,8 @@ def fit_normalizer(X: np.ndarray, train_idx, *, eps: float = 1e-6) -> Normalizer
         one scalar mean/std for raw waveforms.
     """
     X = np.asarray(X)
-    rows = np.arange(X.shape[0])[np.asarray(train_idx)]
+    train_idx = np.asarray(train_idx)
+    rows = np.arange(X.shape[0])[train_idx if train_idx.dtype == bool else train_idx.astype(np.int64)]
     if rows.size == 0:
         raise ConfigError("fit_normalizer got no training rows; pass the indices of the training set")
     if X.ndim == 4:
@@ -718,9 +742,8 @@ def frame_windows(x, size: int, step: int, axis: int = -2, window_axis: int = -4
 def _logmel_jax_fn(cfg: FeatureConfig):
     import jax
     import jax.numpy as jnp
-    import scipy.signal
 
-    window = jnp.asarray(scipy.signal.get_window("hann", cfg.n_fft, fftbins=True), jnp.float32)
+    window = jnp.asarray(_hann(cfg.n_fft))
     basis = jnp.asarray(_mel_basis(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax_hz))
     pad = cfg.n_fft // 2
     n_frames = cfg.n_frames
