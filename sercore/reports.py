@@ -150,12 +150,17 @@ def as_list(value: Any) -> list[str] | None:
 
 
 # ------------------------------------------------------------------------------------------ running
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; reports are meant to be read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -477,3 +482,134 @@ profile and sercore commit listed here.</p>
     path = root / INDEX_NAME
     _atomic_write_text(path, page)
     return path
+
+
+# --------------------------------------------------------------------------------- notebook helpers
+# Small pieces the study notebooks share, so that the notebooks stay thin (calls and figures only).
+def setup_notebook(data_dir: str | os.PathLike | None = None, results_dir: str | os.PathLike | None = None,
+                   *, seed: int | None = None) -> Path:
+    """Prepare a study notebook: data tree, figure style, table display; return the results root.
+
+    Parameters
+    ----------
+    data_dir : path-like, optional
+        sercore's data tree (sets ``SERCORE_DATA_DIR`` for this kernel); default: as configured.
+    results_dir : path-like, optional
+        Root of training results; default ``config.results_dir()``.
+    seed : int, optional
+        Seeds numpy's global generator (only for incidental sampling in notebooks; training is seeded
+        explicitly).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from . import plots
+
+    if data_dir:
+        os.environ["SERCORE_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
+    plots.set_style()
+    pd.set_option("display.precision", 3)
+    pd.set_option("display.max_columns", 40)
+    pd.set_option("display.width", 160)
+    if seed is not None:
+        np.random.seed(seed)
+    return Path(results_dir).expanduser().resolve() if results_dir else config.results_dir()
+
+
+def md(text: str) -> None:
+    """Display ``text`` as Markdown (findings written from computed numbers)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))
+
+
+def pct(x: float, digits: int = 1) -> str:
+    """A fraction as a percentage string: ``pct(0.7312) == '73.1 %'``; ``'n/a'`` for NaN/None."""
+    if x is None or x != x:
+        return "n/a"
+    return f"{100 * float(x):.{digits}f} %"
+
+
+def frames_lost(durations, crop_s: float, *, sr: int = 16000, hop_length: int = 256):
+    """Share of each utterance's STFT frames that a fixed crop to ``crop_s`` seconds throws away.
+
+    Parameters
+    ----------
+    durations : array-like, shape (n,)
+        Utterance durations (s).
+    crop_s : float
+        Clip length kept (s).
+
+    Returns
+    -------
+    np.ndarray, shape (n,)
+        Fraction in [0, 1): 0 for utterances no longer than the crop.
+    """
+    import numpy as np
+
+    d = np.asarray(durations, dtype=float)
+    frames = 1 + np.floor(d * sr / hop_length)
+    kept = 1 + np.floor(crop_s * sr / hop_length)
+    return np.clip(frames - kept, 0, None) / frames
+
+
+def crop_table(df, crops_s: Sequence[float], *, sr: int = 16000, hop_length: int = 256):
+    """What fixed-length crops cut off a corpus: one row per crop length.
+
+    Columns: ``crop (s)``, ``utterances cropped (%)``, ``frames lost (%)`` (of all frames in the corpus),
+    ``mean loss of cropped (%)``, ``padded (%)`` (utterances shorter than the crop, zero-padded).
+    """
+    import numpy as np
+    import pandas as pd
+
+    d = df["duration"].to_numpy(float)
+    frames = 1 + np.floor(d * sr / hop_length)
+    rows = []
+    for c in crops_s:
+        lost = frames_lost(d, c, sr=sr, hop_length=hop_length)
+        cropped = lost > 0
+        rows.append({"crop (s)": float(c), "utterances cropped (%)": 100 * cropped.mean(),
+                     "frames lost (%)": 100 * float((lost * frames).sum() / frames.sum()),
+                     "mean loss of cropped (%)": 100 * float(lost[cropped].mean()) if cropped.any() else 0.0,
+                     "padded (%)": 100 * float((d < c).mean())})
+    return pd.DataFrame(rows)
+
+
+def one_per_emotion(df, *, seed: int = 0) -> dict:
+    """One example row per emotion, all from the same speaker and sentence where the corpus allows.
+
+    Returns a dict ``emotion -> row`` (pandas Series), in canonical emotion order.
+    """
+    from .plots import emotion_order
+
+    emotions = emotion_order(df["emotion"])
+    best = None
+    for (spk, text), grp in df.groupby(["speaker", "text"], dropna=False, sort=True):
+        cover = grp["emotion"].nunique()
+        if best is None or cover > best[0]:
+            best = (cover, spk, text)
+    out = {}
+    for emo in emotions:
+        rows = df[df["emotion"] == emo]
+        if best is not None:
+            pref = rows[(rows["speaker"] == best[1]) & (rows["text"] == best[2])]
+            rows = pref if len(pref) else rows
+        out[emo] = rows.sample(1, random_state=seed).iloc[0] if len(rows) > 1 else rows.iloc[0]
+    return out
+
+
+def verdict(claimed: float, estimate: float, low: float, high: float, *, comparable: bool = True,
+            why: str = "") -> str:
+    """Whether a claimed number stands against our estimate and its 95 % interval.
+
+    ``"reproduced"`` if the claim lies inside ``[low, high]``, ``"refuted (ours lower)"`` /
+    ``"refuted (ours higher)"`` if outside, ``"not comparable"`` (with ``why``) when the corpus or
+    protocol differs, or when the estimate is missing.
+    """
+    if not comparable or estimate is None or estimate != estimate:
+        return "not comparable" + (f" ({why})" if why else "")
+    if low != low or high != high:  # no interval (a single run)
+        low = high = estimate
+    if low <= claimed <= high:
+        return "reproduced"
+    return "refuted (ours lower)" if claimed > high else "refuted (ours higher)"
