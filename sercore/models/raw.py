@@ -1,0 +1,66 @@
+"""Zhao et al. 2019's 1-D CNN-LSTM on the raw waveform (``zhao1d``, ``zhao1d_bilstm``).
+
+Source: seed 002 table 1 (the paper's 1-D layer table) and its 1D CNN-BiLSTM variant: four 1-D LFLBs
+(kernel 3, stride 1; channels 64, 64, 128, 128; max-pool 4 / stride 4), LSTM 256, Dense(K).
+
+Decisions the documents leave open (besides :mod:`sercore.models.blocks`' conventions):
+
+* Input: (n_samples, 1), 16 kHz; 4 s clips give 64000 / 256 = 250 LSTM steps.
+* Pool padding 'same' (a parameter); the LSTM/BiLSTM's last output feeds Dense(K).
+* BiLSTM: 256 units per direction.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+from flax import nnx
+
+from .blocks import LFLBStack, Recurrent, dense
+
+CHANNELS = (64, 64, 128, 128)
+POOLS = (4, 4, 4, 4)
+
+
+class CnnRnn1D(nnx.Module):
+    """Four 1-D LFLBs -> LSTM/BiLSTM over time -> Dense(K).
+
+    Parameters
+    ----------
+    num_classes : int
+    input_shape : tuple of int
+        (n_samples, 1).
+    channels, pools : sequence of int
+    kernel : int
+    pool_padding : {'same', 'valid'}
+    hidden : int
+        LSTM units (per direction).
+    bidirectional : bool
+    rngs : nnx.Rngs
+    """
+
+    def __init__(self, num_classes: int, input_shape: Sequence[int], *, channels=CHANNELS,
+                 pools=POOLS, kernel: int = 3, pool_padding: str = "same", hidden: int = 256,
+                 bidirectional: bool = False, rngs: nnx.Rngs):
+        self.cnn = LFLBStack(input_shape[-1], channels, [(p,) for p in pools], kernels=(kernel,),
+                             pool_padding=pool_padding, rngs=rngs)
+        t, c = self.cnn.output_shape(input_shape)
+        self.recurrent_steps = t
+        self.rnn = Recurrent(c, hidden, bidirectional=bidirectional, rngs=rngs)
+        self.out = dense(self.rnn.out_features, num_classes, rngs=rngs)
+
+    def embed(self, x: jax.Array) -> jax.Array:
+        """(B, n_samples, 1) -> (B, D): the recurrent layer's final state."""
+        return self.rnn.summary(self.cnn(x))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """(B, n_samples, 1) -> logits (B, K)."""
+        return self.out(self.embed(x))
+
+
+def zhao1d(num_classes, input_shape, *, rngs, **kw):
+    return CnnRnn1D(num_classes, input_shape, rngs=rngs, **kw)
+
+
+def zhao1d_bilstm(num_classes, input_shape, *, rngs, **kw):
+    return CnnRnn1D(num_classes, input_shape, bidirectional=True, rngs=rngs, **kw)
