@@ -243,12 +243,27 @@ def _eval_step_impl(graphdef, params, rest, acc, X, Y, idx, mask):
     return acc, jax.nn.softmax(logits, -1)
 
 
-@functools.cache
-def _jitted():
+_COMPILED: list[tuple] = []
+
+
+def _compiled(kind: str, graphdef, tx=None):
+    """The jitted train (``kind="train"``) or eval step bound to one graphdef (and optimiser).
+
+    Cached by *equality* of the graphdef, not by hash: some models keep dicts as static attributes,
+    which makes a graphdef unhashable (so it cannot be a ``static_argnums`` argument), and equal
+    models of different seeds should share one compiled step.
+    """
     jax = _import_jax()[0]
-    train_step = jax.jit(_train_step_impl, static_argnums=(0, 1), donate_argnums=(2, 4, 5))
-    eval_step = jax.jit(_eval_step_impl, static_argnums=(0,))
-    return train_step, eval_step
+    for k, g, t, fn in _COMPILED:
+        if k == kind and t is tx and g == graphdef:
+            return fn
+    if kind == "train":
+        fn = jax.jit(functools.partial(_train_step_impl, graphdef, tx), donate_argnums=(2, 3))  # opt_state, acc (params may be the kept best state)
+    else:
+        fn = jax.jit(functools.partial(_eval_step_impl, graphdef))
+    _COMPILED.append((kind, graphdef, tx, fn))
+    del _COMPILED[:-16]
+    return fn
 
 
 def _batches(n: int, batch_size: int, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -275,26 +290,38 @@ def _device_rows(X: np.ndarray):
     return jax.device_put(X)
 
 
+_MISSING = object()
+
+
 def split_model(model):
     """``(train_graphdef, eval_graphdef, params, rest)`` of an NNX model (mode switches are static)."""
     _, _, _, nnx = _import_jax()
-    model.train()
-    graphdef_train, params, rest = nnx.split(model, nnx.Param, ...)
-    model.eval()
-    graphdef_eval = nnx.split(model, nnx.Param, ...)[0]
+    # `spec` (the constructor arguments sercore.models records, seed included) is bookkeeping, not
+    # structure: leave it out of the graphdef so models of different seeds share compiled steps.
+    spec = vars(model).get("spec", _MISSING)
+    if spec is not _MISSING:
+        delattr(model, "spec")
+    try:
+        model.train()
+        graphdef_train, params, rest = nnx.split(model, nnx.Param, ...)
+        model.eval()
+        graphdef_eval = nnx.split(model, nnx.Param, ...)[0]
+    finally:
+        if spec is not _MISSING:
+            model.spec = spec
     return graphdef_train, graphdef_eval, params, rest
 
 
 def _run_eval(graphdef_eval, params, rest, X, Y, batch_size, num_classes, n_rows):
     """Loss, confusion matrix and probabilities over the first ``n_rows`` rows of device arrays ``X``, ``Y``."""
     jax, jnp, _, _ = _import_jax()
-    _, eval_step = _jitted()
+    eval_step = _compiled("eval", graphdef_eval)
     n = int(n_rows)
     idx, mask = _batches(n, batch_size)
     acc = {"loss_sum": jnp.zeros(()), "cm": jnp.zeros((num_classes, num_classes))}
     probs = []
     for b in range(idx.shape[0]):
-        acc, p = eval_step(graphdef_eval, params, rest, acc, X, Y, idx[b], mask[b])
+        acc, p = eval_step(params, rest, acc, X, Y, idx[b], mask[b])
         probs.append(p)
     probs = np.asarray(jnp.concatenate(probs))[:n]
     return float(acc["loss_sum"]) / max(n, 1), np.asarray(acc["cm"]).round().astype(np.int64), probs
@@ -361,7 +388,6 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.n
     from . import metrics
 
     jax, jnp, _, _ = _import_jax()
-    train_step, _ = _jitted()
     X_tr, y_tr = np.asarray(train[0], np.float32), np.asarray(train[1], np.int32)
     X_va, y_va = np.asarray(val[0], np.float32), np.asarray(val[1], np.int32)
     if len(X_tr) == 0 or len(X_va) == 0:
@@ -373,6 +399,7 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.n
     steps_per_epoch = max(1, -(-len(X_tr) // cfg.batch_size))
     tx = _tx_for(cfg, steps_per_epoch)
     opt_state = tx.init(params)
+    train_step = _compiled("train", graphdef_train, tx)
     cw = class_weights(y_tr, num_classes) if cfg.class_weighting else np.ones(num_classes, np.float32)
 
     history: list[dict] = []
@@ -402,8 +429,8 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.n
             weight = mask * cw[y_tr[idx]]
             acc = {"loss_sum": jnp.zeros(()), "n": jnp.zeros(()), "correct": jnp.zeros(())}
             for b in range(idx.shape[0]):
-                params, rest, opt_state, acc = train_step(graphdef_train, tx, params, rest, opt_state, acc,
-                                                          X_tr_d, y_tr_d, idx[b], weight[b])
+                params, rest, opt_state, acc = train_step(params, rest, opt_state, acc, X_tr_d, y_tr_d,
+                                                          idx[b], weight[b])
             val_loss, cm, _ = _run_eval(graphdef_eval, params, rest, X_va_d, y_va_d, cfg.eval_batch_size,
                                         num_classes, len(X_va))
             s = metrics.scores_from_confusion(cm)

@@ -1,0 +1,354 @@
+"""Studies: every (fold, seed) run of a model under a protocol, resumable, into one tidy results table.
+
+Layout under :func:`sercore.config.results_dir` (``data/results``)::
+
+    <corpus>/<study>/
+        results.parquet, results.csv      one row per finished run (all models/protocols of the study)
+        predictions.parquet               one row per test utterance per run
+        runs/<run id>/
+            config.json                   everything that defines the run
+            checkpoint.npz                epoch checkpoint (state, optimiser, RNG, history, best state)
+            result.json                   written last: its presence means "finished"
+            predictions.parquet
+            model/                        saved best model (see sercore.predict)
+
+A run id is ``<model>-<protocol>-f<fold>-s<seed>-<hash>``, the hash covering the feature, training,
+model and augmentation settings. Re-running a study skips runs with a ``result.json`` and resumes a
+run with only a checkpoint from its last finished epoch, so killing a study loses at most one epoch.
+
+Leak guards: the normaliser is fitted on the training rows of each fold only, augmentation is applied
+to training rows only, after the split; :func:`sercore.training.fit` never receives the test fold, and
+the test fold is evaluated once after the best (validation) state is restored. The one deliberate
+exception, ``augment_before_split=True``, exists to *demonstrate* the leak of source document 003: it
+warns, and its protocol is labelled ``<protocol>+leaky-augmentation``.
+
+>>> st = run_study("synthetic", "zhao2d", "speaker_kfold", profile="quick")   # doctest: +SKIP
+>>> st.results[["fold", "uar"]]                                                 # doctest: +SKIP
+>>> st.summary()                                                                # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+from .checkpoint import atomic_write_bytes, atomic_write_json
+from .errors import ConfigError
+from .profiles import Profile, get_profile
+
+LEAKY_SUFFIX = "+leaky-augmentation"
+
+RESULT_COLUMNS = [
+    "corpus", "model", "protocol", "protocol_label", "fold", "seed", "test_speakers", "val_speakers",
+    "epochs", "best_epoch", "stopped_early", "wa", "uar", "macro_f1", "val_uar", "n_train", "n_val",
+    "n_test", "train_seconds", "feature_key", "config_hash", "profile", "run_id", "sercore_version",
+    "git_commit", "finished_at",
+]
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def _write_table(df: pd.DataFrame, path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Study:
+    """A study folder and its tables.
+
+    Attributes
+    ----------
+    dir : Path
+    results : DataFrame
+        One row per finished run; columns :data:`RESULT_COLUMNS`.
+    predictions : DataFrame
+        One row per test utterance per run: ``run_id``, ``corpus``, ``model``, ``protocol``, ``fold``,
+        ``seed``, ``utt_id``, ``path``, ``speaker``, ``true``, ``pred`` (class indices),
+        ``true_label``, ``pred_label``, ``p_<label>`` probabilities.
+    labels : list of str
+    """
+
+    dir: Path
+    results: pd.DataFrame
+    predictions: pd.DataFrame
+    labels: list[str] = field(default_factory=list)
+
+    def summary(self, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+        """Per (corpus, model, protocol): fold/seed spread and pooled bootstrap CIs; see
+        :func:`sercore.metrics.summarize`."""
+        return metrics.summarize(self.results, self.predictions, n_boot=n_boot, seed=seed)
+
+    def confusion(self, model: str | None = None, protocol: str | None = None, normalize: bool = False):
+        """Confusion matrix pooled over the selected runs' test predictions (labelled DataFrame)."""
+        return metrics.confusion_table(self._select(model, protocol), self.labels, normalize=normalize)
+
+    def recall(self, model: str | None = None, protocol: str | None = None) -> pd.Series:
+        """Per-class recall pooled over the selected runs."""
+        return metrics.recall_table(self._select(model, protocol), self.labels)
+
+    def history(self, run_id: str) -> pd.DataFrame:
+        """Per-epoch training history of one run."""
+        res = json.loads((self.dir / "runs" / run_id / "result.json").read_text())
+        return pd.DataFrame(res["history"])
+
+    def _select(self, model, protocol) -> pd.DataFrame:
+        p = self.predictions
+        if model is not None:
+            p = p[p["model"] == model]
+        if protocol is not None:
+            p = p[p["protocol"] == protocol]
+        return p
+
+
+def study_dir(corpus: str, name: str, results_root: str | Path | None = None) -> Path:
+    """``<results_root or config.results_dir()>/<corpus>/<name>``."""
+    from .config import results_dir
+
+    return Path(results_root or results_dir()) / corpus / name
+
+
+def collect(directory: str | Path) -> Study:
+    """Rebuild a study's tables from its finished runs and write ``results.parquet``/``.csv`` and
+    ``predictions.parquet`` (atomically)."""
+    directory = Path(directory)
+    rows, preds, labels = [], [], []
+    for result in sorted((directory / "runs").glob("*/result.json")):
+        res = json.loads(result.read_text())
+        rows.append({c: res.get(c) for c in RESULT_COLUMNS})
+        labels = res.get("labels", labels)
+        pfile = result.parent / "predictions.parquet"
+        if pfile.exists():
+            preds.append(pd.read_parquet(pfile))
+    results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    predictions = pd.concat(preds, ignore_index=True) if preds else pd.DataFrame()
+    if rows:
+        _write_table(results, directory / "results.parquet")
+        atomic_write_bytes(directory / "results.csv", results.to_csv(index=False).encode())
+        _write_table(predictions, directory / "predictions.parquet")
+    return Study(dir=directory, results=results, predictions=predictions, labels=list(labels))
+
+
+def load_study(directory: str | Path) -> Study:
+    """Read a study folder's tables (rebuilt from its runs, so they are always current)."""
+    directory = Path(directory)
+    if not (directory / "runs").is_dir():
+        raise ConfigError(f"{directory} is not a study folder (no runs/ inside); run `sercore train` first "
+                          "or pass the folder it printed")
+    return collect(directory)
+
+
+def feature_config_for(model: str, profile: Profile, features: dict | None = None):
+    """Feature settings of a run: defaults < model's own (``model_info``) < profile < ``features``.
+
+    The feature ``kind`` is always the model's (a profile cannot turn a raw-audio model into a
+    spectrogram one).
+    """
+    from .features import FeatureConfig
+    from .models import model_info
+
+    own = dict(model_info(model).get("features", {}))
+    prof = {k: v for k, v in profile.features.items() if k != "kind"}
+    if own.get("kind") == "raw":  # spectrogram settings do not apply to waveforms
+        prof = {k: v for k, v in prof.items() if k in ("sr", "duration", "crop")}
+    return FeatureConfig(**{**own, **prof, **(features or {})})
+
+
+def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = "speaker_kfold",
+              profile: str | Profile = "quick", *, name: str | None = None, df: pd.DataFrame | None = None,
+              root: str | Path | None = None, folds: Sequence[int] | int | None = None,
+              seeds: Sequence[int] | None = None, k: int | None = None, features: dict | None = None,
+              train: dict | None = None, model_kwargs: dict | None = None, augment: dict | None = None,
+              augment_before_split: bool = False, results_root: str | Path | None = None,
+              progress: bool | None = None, on_epoch: Callable[[dict], None] | None = None,
+              split_seed: int = 0) -> Study:
+    """Train and test ``model`` on every selected fold and seed of ``protocol``; resumable.
+
+    Parameters
+    ----------
+    corpus : str
+        Corpus name (:func:`sercore.load_corpus`).
+    model : str
+        Model name (:func:`sercore.models.create`).
+    protocol : {"speaker_kfold", "loso", "random"}
+    profile : str or Profile
+        ``"smoke"``, ``"quick"`` or ``"full"`` (:mod:`sercore.profiles`).
+    name : str, optional
+        Study name (folder); default = the profile's name.
+    df : DataFrame, optional
+        Corpus table to use instead of ``load_corpus(corpus, root)`` (e.g. a subset).
+    folds : int or sequence of int, optional
+        Which folds to run (default: the profile's first ``folds``, or all); an int = the first n.
+    seeds : sequence of int, optional
+        Model seeds (default: the profile's).
+    k : int, optional
+        Folds of ``speaker_kfold``/``random`` (default: the profile's).
+    features, train, model_kwargs, augment : dict, optional
+        Overrides of the profile's feature / training / augmentation settings, and extra model
+        constructor arguments.
+    augment_before_split : bool
+        Leak demonstration only: augment every utterance, then split the noisy copies together with
+        the originals (as source document 003 did). Warns; results are labelled
+        ``<protocol>+leaky-augmentation``.
+    results_root : path, optional
+        Root of result folders (default ``config.results_dir()``).
+    progress : bool, optional
+        tqdm bars (default: only on an interactive terminal; one line per run otherwise).
+    on_epoch : callable, optional
+        Passed to :func:`sercore.training.fit` (tests interrupt runs with it).
+    split_seed : int
+        Seed of the protocol's speaker/utterance shuffling (fixed across model seeds).
+
+    Returns
+    -------
+    Study
+        The study's tables, including runs from earlier calls.
+    """
+    from . import __version__, git_commit
+    from .corpora import load_corpus
+    from .features import extract_augmented, extract_features, fit_normalizer
+    from .models import create
+    from .predict import save_model
+    from .protocols import make_splits, protocol_label
+    from .training import TrainConfig, evaluate, fit, quiet
+
+    prof = get_profile(profile, train=train, features=features)
+    if augment is not None:
+        prof = prof.replace(augment=augment or None)
+    seeds = tuple(prof.seeds if seeds is None else seeds)
+    k = int(k or prof.k)
+    name = name or prof.name
+    show = (not quiet()) if progress is None else progress
+    protocol_label(protocol)  # validates the name
+
+    if df is None:
+        df = load_corpus(corpus, root)
+    df = df.reset_index(drop=True)
+    labels = sorted(df["emotion"].astype(str).unique())
+    cfg_feat = feature_config_for(model, prof, features)
+    tcfg = TrainConfig.from_dict({**prof.train})
+    X = extract_features(df, cfg_feat, progress=show)
+    run_protocol = protocol
+    aug = prof.augment
+    if augment_before_split:
+        warnings.warn("augment_before_split=True: noisy copies of test utterances will be in the training set. "
+                      "This reproduces a LEAK for demonstration; its scores are inflated and labelled "
+                      f"'{protocol}{LEAKY_SUFFIX}'.", UserWarning, stacklevel=2)
+        _say(f"WARNING: LEAKY AUGMENTATION BEFORE SPLIT ({protocol}{LEAKY_SUFFIX}): scores are inflated by design")
+        aug = aug or {"copies": 1, "snr_db": (10.0, 30.0)}
+        X_aug = extract_augmented(df, cfg_feat, snr_db=tuple(aug.get("snr_db", (10.0, 30.0))),
+                                  copies=int(aug.get("copies", 1)), seed=split_seed, progress=show)
+        copies = int(aug.get("copies", 1))
+        df_aug = pd.concat([df.assign(utt_id=df["utt_id"].astype(str) + f"~awgn{c}") for c in range(copies)],
+                           ignore_index=True)
+        df = pd.concat([df, df_aug], ignore_index=True)
+        X = np.concatenate([X, X_aug])
+        run_protocol = protocol + LEAKY_SUFFIX
+        aug = None  # already in the pool
+    y = df["emotion"].astype(str).map({lab: i for i, lab in enumerate(labels)}).to_numpy(np.int32)
+    splits = make_splits(df, protocol, k=k, seed=split_seed)
+    if folds is None:
+        folds = range(len(splits) if prof.folds is None else min(prof.folds, len(splits)))
+    elif isinstance(folds, int):
+        folds = range(min(folds, len(splits)))
+    folds = list(folds)
+    if any(f < 0 or f >= len(splits) for f in folds):
+        raise ConfigError(f"folds {folds} out of range: {protocol} on {corpus} has {len(splits)} folds")
+
+    sdir = study_dir(corpus, name, results_root)
+    config_core = {"features": cfg_feat.to_dict(), "train": tcfg.to_dict(), "model_kwargs": model_kwargs or {},
+                   "augment": aug, "k": k, "split_seed": split_seed, "labels": labels,
+                   "n_utterances": len(df), "leaky": bool(augment_before_split)}
+    config_hash = _hash(config_core)
+    total = len(folds) * len(seeds)
+    done = 0
+    for fold in folds:
+        split = splits[fold]
+        for seed in seeds:
+            done += 1
+            run_id = f"{model}-{run_protocol}-f{fold}-s{seed}-{config_hash}"
+            rdir = sdir / "runs" / run_id
+            if (rdir / "result.json").exists():
+                _say(f"[{done}/{total}] {run_id}: finished earlier, skipped")
+                continue
+            resumed = (rdir / "checkpoint.npz").exists()
+            config = {"corpus": corpus, "model": model, "protocol": run_protocol, "fold": fold, "seed": seed,
+                      "profile": prof.name, "test_speakers": list(split.test_speakers),
+                      "val_speakers": list(split.val_speakers), **config_core}
+            atomic_write_json(rdir / "config.json", config)
+
+            # normalisation statistics and augmentation: training rows only, after the split
+            normalizer = fit_normalizer(X, split.train)
+            X_train, y_train = X[split.train], y[split.train]
+            if aug:
+                copies = int(aug.get("copies", 1))
+                X_noisy = extract_augmented(df.iloc[split.train], cfg_feat,
+                                            snr_db=tuple(aug.get("snr_db", (10.0, 30.0))), copies=copies,
+                                            seed=seed, progress=show)
+                X_train = np.concatenate([X_train, X_noisy])
+                y_train = np.concatenate([y_train, np.tile(y_train, copies)])
+            X_train = normalizer.apply(X_train)
+            X_val = normalizer.apply(X[split.val])
+
+            net = create(model, num_classes=len(labels), input_shape=cfg_feat.shape, seed=seed,
+                         **(model_kwargs or {}))
+            t0 = time.perf_counter()
+            result = fit(net, (X_train, y_train), (X_val, y[split.val]), tcfg.replace(seed=seed),
+                         num_classes=len(labels), checkpoint=rdir / "checkpoint.npz",
+                         checkpoint_meta={"run_id": run_id}, on_epoch=on_epoch, progress=show,
+                         desc=f"{model} f{fold} s{seed}")
+            # the test fold: used once, after the best validation state has been restored
+            test = evaluate(net, normalizer.apply(X[split.test]), y[split.test], batch_size=tcfg.eval_batch_size)
+
+            rows = df.iloc[split.test]
+            pred = pd.DataFrame({
+                "run_id": run_id, "corpus": corpus, "model": model, "protocol": run_protocol, "fold": fold,
+                "seed": seed, "utt_id": rows["utt_id"].astype(str).to_numpy(), "path": rows["path"].astype(str).to_numpy(),
+                "speaker": rows["speaker"].astype(str).to_numpy(), "true": y[split.test].astype(np.int64),
+                "pred": test["pred"].astype(np.int64)})
+            pred["true_label"] = [labels[i] for i in pred["true"]]
+            pred["pred_label"] = [labels[i] for i in pred["pred"]]
+            for j, lab in enumerate(labels):
+                pred[f"p_{lab}"] = test["probs"][:, j]
+            _write_table(pred, rdir / "predictions.parquet")
+            res = {
+                "corpus": corpus, "model": model, "protocol": run_protocol,
+                "protocol_label": protocol_label(protocol), "fold": fold, "seed": seed,
+                "test_speakers": ",".join(split.test_speakers), "val_speakers": ",".join(split.val_speakers),
+                "epochs": result.epochs_run, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+                "wa": test["wa"], "uar": test["uar"], "macro_f1": test["macro_f1"],
+                "val_uar": result.best.get("val_uar"), "n_train": int(len(X_train)), "n_val": int(split.val.size),
+                "n_test": int(split.test.size), "train_seconds": result.train_seconds,
+                "feature_key": cfg_feat.key(), "config_hash": config_hash, "profile": prof.name, "run_id": run_id,
+                "sercore_version": __version__, "git_commit": git_commit(),
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "labels": labels,
+                "history": result.history, "confusion": test["confusion"].tolist(), "resumed": resumed,
+            }
+            save_model(rdir / "model", net, cfg_feat, labels, normalizer, model, model_kwargs,
+                       extra={k_: res[k_] for k_ in ("corpus", "protocol", "fold", "seed", "uar", "wa", "val_uar",
+                                                     "test_speakers", "run_id")})
+            atomic_write_json(rdir / "result.json", res)  # last: marks the run finished
+            collect(sdir)
+            _say(f"[{done}/{total}] {run_id}: test UAR {test['uar']:.3f} WA {test['wa']:.3f} "
+                 f"(best epoch {result.best_epoch}/{result.epochs_run}, val UAR {res['val_uar']:.3f}, "
+                 f"{time.perf_counter() - t0:.0f} s{', resumed' if resumed else ''})")
+    return collect(sdir)
