@@ -72,6 +72,17 @@ def emotion_palette(labels: Sequence[str]) -> dict[str, tuple]:
     return {lab: fixed.get(lab, more[extra.index(lab)] if lab in extra else None) for lab in emotion_order(labels)}
 
 
+def gender_palette(values: Sequence[str]) -> dict[str, tuple]:
+    """Fixed colours for genders (female, male, then anything else), the same in every figure."""
+    import seaborn as sns
+
+    colours = sns.color_palette(_PALETTE, 10)
+    fixed = {"female": colours[4], "male": colours[9], "unknown": (0.6, 0.6, 0.6)}
+    present = sorted(set(str(v) for v in values), key=lambda g: (g not in fixed, list(fixed).index(g)
+                                                                  if g in fixed else 0, g))
+    return {g: fixed.get(g, colours[(7 + i) % 10]) for i, g in enumerate(present)}
+
+
 def _figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (6.0, 4.0), **kw):
     fig = Figure(figsize=size, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
@@ -105,13 +116,15 @@ def corpus_counts(df, title: str = "Utterances per emotion, speaker and gender")
     spk = (df.groupby(["speaker", "gender"], dropna=False).size().rename("n").reset_index()
            .sort_values("speaker"))
     spk["gender"] = spk["gender"].fillna("unknown")
-    sns.barplot(data=spk, x="speaker", y="n", hue="gender", dodge=False, ax=axes[0, 1])
+    genders = gender_palette(spk["gender"])
+    sns.barplot(data=spk, x="speaker", y="n", hue="gender", hue_order=list(genders), palette=genders,
+                dodge=False, ax=axes[0, 1])
     axes[0, 1].set_ylim(0, 1.3 * spk["n"].max())
     axes[0, 1].legend(title=None, ncol=3, loc="upper right", fontsize=8)
     _label(axes[0, 1], "By speaker", "speaker id", "utterances (count)")
     axes[0, 1].tick_params(axis="x", rotation=90 if len(spk) > 12 else 0)
     g = df["gender"].fillna("unknown").value_counts().sort_index()
-    sns.barplot(x=g.index, y=g.values, hue=g.index, ax=axes[0, 2], legend=False)
+    sns.barplot(x=g.index, y=g.values, hue=g.index, palette=gender_palette(g.index), ax=axes[0, 2], legend=False)
     _label(axes[0, 2], "By gender", "gender", "utterances (count)")
     fig.suptitle(title)
     return fig
@@ -187,8 +200,9 @@ def crop_loss(frames_lost, title: str = "What fixed-length cropping cuts off") -
     fig, axes = _figure(size=(6.5, 3.6))
     ax = axes[0, 0]
     sns.histplot(lost[lost > 0], bins=20, ax=ax, color="C3")
-    ax.text(0.98, 0.95, f"{(lost > 0).mean():.0%} of utterances cropped\n{lost.mean():.1f} % of frames lost "
-            "on average", transform=ax.transAxes, ha="right", va="top", fontsize=9)
+    ax.text(0.98, 0.95, f"{(lost > 0).mean():.0%} of utterances cropped\n"
+            f"they lose {lost[lost > 0].mean() if (lost > 0).any() else 0:.1f} % of their frames on average",
+            transform=ax.transAxes, ha="right", va="top", fontsize=9)
     _label(ax, title, "frames cut off (% of the utterance)", "cropped utterances (count)")
     return fig
 

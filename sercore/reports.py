@@ -613,3 +613,149 @@ def verdict(claimed: float, estimate: float, low: float, high: float, *, compara
     if low <= claimed <= high:
         return "reproduced"
     return "refuted (ours lower)" if claimed > high else "refuted (ours higher)"
+
+
+def run_grid(corpus: str, models: Sequence[str], protocols: Sequence[str], profile: str, *,
+             seeds: Sequence[int] | None = None, results_root: str | os.PathLike | None = None,
+             name: str | None = None, variant: str | None = None, corpus_root=None, df=None, **study_kw):
+    """Train every (model, protocol) of a notebook with :func:`sercore.study.run_study`; resumable.
+
+    Finished runs are reused (the study folder is ``<results_root>/<corpus>/<name or profile>``), so
+    notebooks that need the same runs share them.
+
+    Parameters
+    ----------
+    models, protocols : sequence of str
+    profile : str
+    seeds : sequence of int, optional
+        Model seeds (default: the profile's).
+    name : str, optional
+        Study folder name (default: the profile's name). Give variants of one model (other
+        ``model_kwargs``) their own name, since results are grouped by model name.
+    variant : str, optional
+        Value of the ``variant`` column added to both tables (default: the model name).
+    **study_kw
+        Passed on (``model_kwargs``, ``augment``, ``augment_before_split``, ``train``, ``folds``, ...).
+
+    Returns
+    -------
+    results, predictions : pandas.DataFrame
+        The runs of this call only (one row per run; one row per test utterance per run), with
+        ``variant`` and (results) ``study_dir`` columns.
+    """
+    import pandas as pd
+
+    from .study import LEAKY_SUFFIX, run_study
+
+    if df is None and corpus_root is not None:
+        from .corpora import load_corpus
+
+        df = load_corpus(corpus, corpus_root)
+    res, pred = [], []
+    for model in models:
+        for protocol in protocols:
+            st = run_study(corpus, model, protocol, profile, name=name, seeds=seeds, df=df,
+                           results_root=results_root, **study_kw)
+            run_protocol = protocol + (LEAKY_SUFFIX if study_kw.get("augment_before_split") else "")
+            r = st.results[(st.results["model"] == model) & (st.results["protocol"] == run_protocol)]
+            if seeds is not None:
+                r = r[r["seed"].isin(list(seeds))]
+            # one run per (fold, seed): the latest if settings changed between calls
+            r = r.sort_values("finished_at").drop_duplicates(["fold", "seed"], keep="last")
+            r = r.sort_values(["fold", "seed"]).assign(variant=variant or model, study_dir=str(st.dir))
+            res.append(r)
+            if len(st.predictions):
+                pred.append(st.predictions[st.predictions["run_id"].isin(r["run_id"])]
+                            .assign(variant=variant or model))
+    results = pd.concat(res, ignore_index=True) if res else pd.DataFrame()
+    predictions = pd.concat(pred, ignore_index=True) if pred else pd.DataFrame()
+    return results, predictions
+
+
+def summary_table(results, predictions=None, *, by: Sequence[str] = ("variant", "protocol"),
+                  n_boot: int = 1000, seed: int = 0):
+    """Per ``by`` group: runs, mean UAR / WA over runs with a t-interval, pooled UAR with a bootstrap CI.
+
+    A thin layer over :func:`sercore.metrics.summarize` that keeps the columns a report shows.
+    """
+    from .metrics import summarize
+
+    s = summarize(results, predictions, by=list(by), n_boot=n_boot, seed=seed)
+    keep = list(by) + [c for c in ("n_runs", "uar_mean", "uar_low", "uar_high", "wa_mean", "wa_low", "wa_high",
+                                   "pooled_uar", "pooled_uar_low", "pooled_uar_high") if c in s.columns]
+    return s[keep]
+
+
+def paired_difference(results, a: str, b: str, *, metric: str = "uar", column: str = "variant",
+                      protocol: str | None = None) -> dict:
+    """Mean difference ``b - a`` of a metric over runs paired by (fold, seed), with a 95 % t-interval.
+
+    Pairing removes the fold-to-fold spread that both models share (same test speakers, same seed).
+
+    Returns
+    -------
+    dict
+        ``mean``, ``low``, ``high``, ``n`` (pairs), ``wins`` (pairs where b > a).
+    """
+    import numpy as np
+
+    from .metrics import spread
+
+    r = results if protocol is None else results[results["protocol"] == protocol]
+    wide = r.pivot_table(index=["fold", "seed"], columns=column, values=metric, aggfunc="mean")
+    if a not in wide or b not in wide:
+        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0, "wins": 0}
+    d = (wide[b] - wide[a]).dropna().to_numpy()
+    s = spread(d)
+    return {"mean": s["mean"], "low": s["low"], "high": s["high"], "n": int(d.size), "wins": int((d > 0).sum())}
+
+
+def direction_verdict(diff: Mapping[str, float], *, claim: str = "higher", comparable: bool = True,
+                      why: str = "") -> str:
+    """Verdict on a claimed direction (``b`` higher / not lower than ``a``) from :func:`paired_difference`.
+
+    ``claim="higher"``: reproduced if the whole interval is above 0, refuted if it is below 0,
+    ``"not shown (interval includes 0)"`` otherwise. ``claim="not lower"``: reproduced unless the
+    whole interval is below 0.
+    """
+    if not comparable:
+        return "not comparable" + (f" ({why})" if why else "")
+    lo, hi, n = diff.get("low"), diff.get("high"), diff.get("n", 0)
+    if not n or lo != lo or hi != hi:
+        return "not enough runs for an interval"
+    if claim == "not lower":
+        return "refuted (lower)" if hi < 0 else "reproduced"
+    if lo > 0:
+        return "reproduced"
+    return "refuted (lower)" if hi < 0 else "not shown (interval includes 0)"
+
+
+def history_table(results):
+    """Per-epoch training histories of the given runs as one long table for :func:`plots.learning_curves`.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Runs from :func:`run_grid` (columns ``run_id`` and ``study_dir``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``variant``, ``protocol``, ``fold``, ``seed``, ``epoch``, ``metric`` ("loss" or "UAR"),
+        ``split`` ("train" or "validation"), ``value``.
+    """
+    import pandas as pd
+
+    rows = []
+    for r in results.itertuples(index=False):
+        path = Path(r.study_dir) / "runs" / r.run_id / "result.json"
+        hist = json.loads(path.read_text()).get("history", [])
+        for h in hist:
+            base = {"variant": getattr(r, "variant", r.model), "protocol": r.protocol, "fold": r.fold,
+                    "seed": r.seed, "epoch": h["epoch"]}
+            for key, metric, split in (("train_loss", "loss", "train"), ("val_loss", "loss", "validation"),
+                                       ("train_acc", "accuracy / UAR", "train (accuracy)"),
+                                       ("val_uar", "accuracy / UAR", "validation (UAR)")):
+                if key in h and h[key] is not None:
+                    rows.append({**base, "metric": metric, "split": split, "value": float(h[key])})
+    return pd.DataFrame(rows)
