@@ -175,20 +175,42 @@ class FeatureConfig:
 # One waveform -> features
 # --------------------------------------------------------------------------------------------------
 
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default, ``htk=False``): linear below 1 kHz, log above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    linear = hz / f_sp
+    log_part = min_log_hz / f_sp + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / logstep
+    return np.where(hz >= min_log_hz, log_part, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
+
+
 @functools.lru_cache(maxsize=16)
 def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    """librosa's Slaney-normalised mel filterbank, shape (n_mels, 1 + n_fft // 2), float32."""
-    import librosa.filters
-
-    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, dtype=np.float32)
+    """Mel filterbank, shape (n_mels, 1 + n_fft // 2), float32: triangles on Slaney's mel scale with
+    Slaney area normalisation, equal to ``librosa.filters.mel(...)`` at its defaults (tested). Written
+    out in numpy so feature workers need not import librosa (numba and scipy.signal: seconds each)."""
+    fft_hz = np.fft.rfftfreq(n_fft, d=1.0 / sr)
+    edges_hz = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    widths = np.diff(edges_hz)
+    ramps = edges_hz[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]
+    return weights.astype(np.float32)
 
 
 @functools.lru_cache(maxsize=16)
 def _hann(n_fft: int) -> np.ndarray:
-    """Periodic Hann window, as ``librosa.stft(window="hann")`` uses."""
-    import scipy.signal
-
-    return scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+    """Periodic Hann window, as ``librosa.stft(window="hann")`` (scipy's ``get_window``) uses."""
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
 
 
 def _mel_power(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
@@ -287,7 +309,7 @@ def _single_blas_thread():
 
 def _warm_worker():
     """Process-pool initializer: imports and the mel filterbank done once per worker."""
-    compute(np.zeros(4096, np.float32), FeatureConfig(kind="logmel_deltas", duration=4096 / 16000))
+    compute(np.zeros(4096, np.float32), FeatureConfig(kind="logmel", duration=4096 / 16000))
 
 
 def _pool(n_jobs: int):

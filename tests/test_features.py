@@ -378,3 +378,14 @@ def test_emodb_logmel_features(emodb_dir, data_dir, monkeypatch):
     assert spy.files == 20
     np.testing.assert_array_equal(X, X2)
     assert len(list((data_dir / "processed").glob("emodb-logmel-*.npz"))) == 1
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [(16000, 1024, 128, 0.0, 8000.0), (16000, 512, 40, 50.0, 7600.0),
+                                                       (22050, 2048, 64, 0.0, 11025.0)])
+def test_mel_basis_and_window_equal_librosa(sr, n_fft, n_mels, fmin, fmax):
+    import librosa
+    import scipy.signal
+
+    expected = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, dtype=np.float32)
+    np.testing.assert_allclose(F._mel_basis(sr, n_fft, n_mels, fmin, fmax), expected, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(F._hann(n_fft), scipy.signal.get_window("hann", n_fft, fftbins=True), atol=1e-7)
