@@ -69,13 +69,15 @@ from .errors import ConfigError, CorpusError
 #: Sample rate of every generated file (Hz).
 SAMPLE_RATE = 16000
 #: Bumped whenever a change to this module changes the generated audio or metadata.
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 #: Samples between formant-coefficient updates (5 ms at 16 kHz).
 BLOCK = 80
 #: Level of a neutral utterance's speech portions, dB re full scale (RMS); emotions add to it.
-REFERENCE_LEVEL_DBFS = -26.0
-#: Peak ceiling after level scaling (-1 dBFS); louder utterances are turned down to it.
+REFERENCE_LEVEL_DBFS = -28.0
+#: Peak ceiling (-1 dBFS): no sample of a generated file exceeds it.
 PEAK_CEILING = 0.89
+#: Samples above this magnitude go through a soft-knee limiter (tanh) that keeps them under the ceiling.
+LIMITER_KNEE = 0.5
 
 METADATA_COLUMNS = ["utt_id", "path", "corpus", "speaker", "gender", "emotion", "text", "take",
                     "intensity", "duration", "sample_rate", "recognition", "naturalness"]
@@ -485,8 +487,8 @@ def synthesize_utterance(speaker: Speaker, text: str, emotion: EmotionProfile,
     Returns
     -------
     numpy.ndarray, shape (n_samples,), float64
-        Waveform at :data:`SAMPLE_RATE` in [-1, 1], scaled to the drawn speech level, peaks at most
-        :data:`PEAK_CEILING`.
+        Waveform at :data:`SAMPLE_RATE`, its speech portions at the drawn level (dB re full scale),
+        peaks above :data:`LIMITER_KNEE` soft-limited, never above :data:`PEAK_CEILING`.
     """
     from scipy.signal import lfilter, sosfilt
 
@@ -557,6 +559,13 @@ def synthesize_utterance(speaker: Speaker, text: str, emotion: EmotionProfile,
     rms = np.sqrt(np.mean(out[speech] ** 2))
     out *= 10.0 ** ((REFERENCE_LEVEL_DBFS + p["level_db"]) / 20.0) / max(rms, 1e-12)
     out += 10.0 ** (-66.0 / 20.0) * rng.standard_normal(n)
+    # Soft-knee limiter on the few glottal-closure peaks above LIMITER_KNEE (the loud emotions' level
+    # is kept, as a recording chain with a limiter would), then a hard guarantee of the ceiling.
+    over = np.abs(out) > LIMITER_KNEE
+    if over.any():
+        room = PEAK_CEILING - LIMITER_KNEE
+        out[over] = np.sign(out[over]) * (LIMITER_KNEE + room * np.tanh((np.abs(out[over]) - LIMITER_KNEE)
+                                                                        / room))
     peak = np.max(np.abs(out))
     if peak > PEAK_CEILING:
         out *= PEAK_CEILING / peak
@@ -599,10 +608,6 @@ def _render(job: tuple, wav_dir: str) -> dict:
                 emotion=EMOTIONS[emo].name, text=sent, take="a", duration=len(y) / SAMPLE_RATE)
 
 
-def _render_star(args):
-    return _render(*args)
-
-
 def _is_complete(root: Path, size: str, seed: int) -> bool:
     try:
         stamp = json.loads((root / _STAMP).read_text())
@@ -637,7 +642,7 @@ def generate_corpus(root, *, size: str = "full", seed: int = 0, progress: bool =
     progress : bool
         Show a tqdm progress bar.
     n_jobs : int, optional
-        Worker processes; default 1 for "small" and ``min(2, os.cpu_count())`` for "full".
+        Worker threads; default ``min(2, os.cpu_count())``.
 
     Returns
     -------
@@ -670,16 +675,27 @@ def generate_corpus(root, *, size: str = "full", seed: int = 0, progress: bool =
     try:
         jobs = _jobs(size, seed)
         if n_jobs is None:
-            n_jobs = 1 if size == "small" else min(2, os.cpu_count() or 1)
+            n_jobs = min(2, os.cpu_count() or 1)
         bar = dict(total=len(jobs), disable=not progress, desc=f"synthesising {SIZES[size]['corpus']}",
                    unit="utt")
         if n_jobs > 1:
-            import multiprocessing as mp
+            # Threads, not processes: numpy and scipy release the GIL in the array work that dominates,
+            # and threads need no `if __name__ == "__main__"` guard in user scripts nor a fork of a
+            # process that runs JAX. Each job has its own seed, so the order of work does not matter.
+            from collections import deque
+            from concurrent.futures import ThreadPoolExecutor
 
-            # "spawn": safe in notebooks and after JAX has started threads (fork is not).
-            with mp.get_context("spawn").Pool(n_jobs) as pool:
-                rows = list(tqdm(pool.imap(_render_star, [(j, str(wav_dir)) for j in jobs], chunksize=4),
-                                 **bar))
+            rows, pending = [], deque()
+            # At most 2 * n_jobs jobs queued, so an error or Ctrl-C stops the run promptly.
+            with ThreadPoolExecutor(n_jobs) as pool, tqdm(**bar) as pbar:
+                for job in jobs:
+                    pending.append(pool.submit(_render, job, str(wav_dir)))
+                    if len(pending) >= 2 * n_jobs:
+                        rows.append(pending.popleft().result())
+                        pbar.update()
+                while pending:
+                    rows.append(pending.popleft().result())
+                    pbar.update()
         else:
             rows = [_render(j, str(wav_dir)) for j in tqdm(jobs, **bar)]
         df = pd.DataFrame(rows)

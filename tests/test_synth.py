@@ -121,7 +121,8 @@ def test_emotion_profiles_differ_as_intended(small, meta):
 
 
 def test_same_seed_gives_identical_bytes(small, tmp_path):
-    again = synth.generate_corpus(tmp_path / "again", size="small", seed=0, progress=False)
+    # Serially this time (the fixture used two threads): the result must not depend on scheduling.
+    again = synth.generate_corpus(tmp_path / "again", size="small", seed=0, progress=False, n_jobs=1)
     for name in ("wav/03a01Wa.wav", "wav/08a02Ta.wav", "wav/10a01Ea.wav", "metadata.csv"):
         assert digest(small / name) == digest(again / name), name
 
@@ -158,7 +159,7 @@ def test_interrupted_generation_leaves_no_corpus(tmp_path, monkeypatch):
     root = tmp_path / "corpus"
     with pytest.raises(RuntimeError, match="simulated crash"):
         synth.generate_corpus(root, size="small", seed=0, progress=False)
-    assert len(calls) == 6
+    assert len(calls) < 20                                             # stopped early
     assert not root.exists()
     assert list(tmp_path.iterdir()) == []                              # no temp folder left behind
 
