@@ -359,7 +359,7 @@ def _progress_disabled(progress: bool) -> bool:
 
 def _map_files(fn, tasks: list[tuple], n_jobs: int | None, progress: bool, desc: str) -> list:
     """``[fn(*t) for t in tasks]`` in parallel chunks, with a progress bar; re-raises AudioError."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # not tqdm.auto: without ipywidgets it warns in every notebook
 
     n_jobs = min(2, os.cpu_count() or 1) if n_jobs is None else int(n_jobs)
     if n_jobs < 1:
