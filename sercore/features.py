@@ -313,7 +313,7 @@ def _warm_worker():
 
 
 def _pool(n_jobs: int):
-    """A process pool, kept across calls so workers pay the numba warm-up once per session."""
+    """A process pool, kept across calls so workers pay their start-up (imports, ~1 s) once per session."""
     global _POOL, _POOL_JOBS
     if _POOL is None or _POOL_JOBS != n_jobs:
         import multiprocessing
