@@ -25,7 +25,11 @@ class AudioError(SercoreError):
 
     def __init__(self, path, message: str):
         self.path = str(path)
+        self.reason = message
         super().__init__(f"{path}: {message}")
+
+    def __reduce__(self):  # survive pickling across process pools
+        return (type(self), (self.path, self.reason))
 
 
 class DownloadError(SercoreError):

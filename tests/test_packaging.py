@@ -10,7 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 # conda-forge names that differ from the PyPI name of the same package
-CONDA_TO_PYPI = {"pysoundfile": "soundfile"}
+CONDA_TO_PYPI = {"pysoundfile": "soundfile", "soxr-python": "soxr"}
 NOT_PACKAGES = {"python", "pip"}
 
 
@@ -61,3 +61,14 @@ def test_readme_test_command_is_what_ci_runs():
 def test_console_script_declared():
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert meta["scripts"]["sercore"] == "sercore.cli:main"
+
+
+def test_audio_error_survives_pickling():
+    """Worker processes send AudioError back to the parent; path and message must survive."""
+    import pickle
+
+    from sercore.errors import AudioError
+
+    err = pickle.loads(pickle.dumps(AudioError("/corpus/wav/x.wav", "empty file: re-download it")))
+    assert err.path == "/corpus/wav/x.wav"
+    assert str(err) == "/corpus/wav/x.wav: empty file: re-download it"
