@@ -718,7 +718,15 @@ def generate_corpus(root, *, size: str = "full", seed: int = 0, progress: bool =
                 return root
             old = root.parent / f".{root.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             os.replace(root, old)
-        os.replace(tmp, root)
+        try:
+            os.replace(tmp, root)
+        except OSError:
+            if old is not None:                        # put the previous corpus back
+                os.replace(old, root)
+            elif _is_complete(root, size, seed):       # another process got there in between
+                shutil.rmtree(tmp, ignore_errors=True)
+                return root
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -739,12 +747,14 @@ jitter, shimmer and aspiration; five cascaded formant resonators; noise fricativ
 from emotion profiles based on Banse & Scherer (1996), Juslin & Laukka (2003) and Scherer (2003).
 See the docstring of `sercore/synth.py` for the model and the profiles.
 
-- `wav/`: {len(df)} files, {SAMPLE_RATE} Hz, mono, 16-bit PCM; durations {durations.min():.2f}–{durations.max():.2f} s
-  (mean {durations.mean():.2f} s). EmoDB name scheme `SSTTTEv.wav`: speaker, text, emotion letter
-  (W anger, L boredom, E disgust, A fear, F happiness, T sadness, N neutral), version letter.
+- `wav/`: {len(df)} files, {SAMPLE_RATE} Hz, mono, 16-bit PCM; durations
+  {durations.min():.2f}–{durations.max():.2f} s (mean {durations.mean():.2f} s). EmoDB name scheme
+  `SSTTTEv.wav`: speaker, text, emotion letter (W anger, L boredom, E disgust, A fear,
+  F happiness, T sadness, N neutral), version letter.
 - Speakers: {', '.join(f'{s} {SPEAKERS[s].gender[0]}' for s in spec['speakers'])} (EmoDB ids and genders).
 - `metadata.csv`: one row per file, the columns of `sercore.load_corpus` (`path` relative to this folder).
-- `synth.json`: generator version, seed, size, file count (a corpus is regenerated when they change).
+- `synth.json`: generator version, seed, size, file count (`generate_corpus` regenerates the
+  corpus when they differ from what it is asked for).
 
 Same seed and generator version give byte-identical files. Regenerate rather than copy.
 Speaker-independent difficulty: `sercore.synth.baseline_accuracy(root=...)` (logistic regression on
@@ -771,10 +781,12 @@ def _logmel_stats(path: str, n_mels: int = 40) -> np.ndarray:
 def baseline_accuracy(df=None, root=None, seed: int = 0, n_splits: int = 5) -> dict:
     """Speaker-independent accuracy of a simple classifier: how hard is a corpus?
 
-    Features are the per-utterance mean and standard deviation of 40 log-mel bands (25 ms... 32 ms
-    windows, 10 ms hop, absolute dB so level counts); the classifier is standardisation + logistic
-    regression; folds are :class:`sklearn.model_selection.GroupKFold` by speaker, so no test speaker
-    is seen in training.
+    Features are the per-utterance mean and standard deviation of 40 log-mel bands (32 ms windows,
+    10 ms hop, dB re full scale, so level counts: 80 numbers an utterance); the classifier is
+    standardisation + logistic regression; folds are :class:`sklearn.model_selection.GroupKFold` by
+    speaker, so no test speaker is seen in training. The figure says how much emotion the coarse
+    spectral statistics carry, not what a CNN reaches. On the full synthetic corpus (seed 0,
+    generator 1.1) it is about 0.57; on the real EmoDB (535 files) about 0.55; chance is 0.14.
 
     Parameters
     ----------
