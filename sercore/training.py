@@ -496,3 +496,151 @@ def evaluate(model, X: np.ndarray, y: np.ndarray, *, batch_size: int = 64) -> di
     out["loss"] = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None))))
     out.update(probs=probs, pred=pred, confusion=metrics.confusion_matrix(y, pred, k))
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# several seeds at once: jax.vmap over stacked model states
+
+
+def _stack(trees):
+    jax, jnp, _, _ = _import_jax()
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _member(tree, i):
+    jax = _import_jax()[0]
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+def train_many(models: list, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+               cfg: TrainConfig, *, seeds: list[int] | None = None, num_classes: int | None = None,
+               progress: bool | None = None) -> list[FitResult]:
+    """Train several copies of one architecture (e.g. one per seed) on the same data with ``jax.vmap``.
+
+    Each member gets its own data order (seeded by ``seeds[i]``), dropout stream, optimiser state and
+    early stopping (a stopped member's best state is frozen while the others go on); each model is
+    updated in place to its best state, as :func:`fit` does. Results equal sequential :func:`fit`
+    calls up to floating-point reassociation in the batched kernels.
+
+    Parameters
+    ----------
+    models : list of nnx.Module
+        Same architecture and input shape (typically ``create(name, seed=s)`` for several ``s``).
+    train, val : (X, y)
+    cfg : TrainConfig
+    seeds : list of int, optional
+        Data-order seeds per member (default ``cfg.seed + i``).
+
+    Returns
+    -------
+    list of FitResult
+        One per model (no checkpointing: use :func:`fit` for resumable runs).
+    """
+    from . import metrics
+
+    jax, jnp, _, nnx = _import_jax()
+    seeds = list(seeds) if seeds is not None else [cfg.seed + i for i in range(len(models))]
+    S = len(models)
+    X_tr, y_tr = np.asarray(train[0], np.float32), np.asarray(train[1], np.int32)
+    X_va, y_va = np.asarray(val[0], np.float32), np.asarray(val[1], np.int32)
+    splits = [split_model(m) for m in models]
+    graphdef_train, graphdef_eval = splits[0][0], splits[0][1]
+    if any(s[0] != graphdef_train for s in splits[1:]):
+        raise ConfigError("train_many needs models of one architecture and input shape")
+    params, rest = _stack([s[2] for s in splits]), _stack([s[3] for s in splits])
+    if num_classes is None:
+        num_classes = int(jax.eval_shape(lambda p, r: nnx.merge(graphdef_eval, p, r)(X_va[:1]),
+                                         splits[0][2], splits[0][3]).shape[-1])
+    steps_per_epoch = max(1, -(-len(X_tr) // cfg.batch_size))
+    tx = _tx_for(cfg, steps_per_epoch)
+    opt_state = jax.vmap(tx.init)(params)
+    step = jax.jit(jax.vmap(functools.partial(_train_step_impl, graphdef_train, tx),
+                            in_axes=(0, 0, 0, 0, None, None, 0, 0)))
+    evaluate_step = jax.jit(jax.vmap(functools.partial(_eval_step_impl, graphdef_eval),
+                                     in_axes=(0, 0, 0, None, None, None, None)))
+    cw = class_weights(y_tr, num_classes) if cfg.class_weighting else np.ones(num_classes, np.float32)
+    X_tr_d, y_tr_d, X_va_d, y_va_d = (_device_rows(a) for a in (X_tr, y_tr, X_va, y_va))
+    histories = [[] for _ in range(S)]
+    best_rows, best_epochs, bad, stopped = [None] * S, [0] * S, [0] * S, [False] * S
+    best = (params, rest)
+    seconds = 0.0
+    for epoch in range(1, cfg.epochs + 1):
+        if all(stopped):
+            break
+        t0 = time.perf_counter()
+        batches = [_batches(len(X_tr), cfg.batch_size, np.random.default_rng([s, epoch]).permutation(len(X_tr)))
+                   for s in seeds]
+        idx = np.stack([b[0] for b in batches], axis=1)            # (n_batches, S, B)
+        weight = np.stack([b[1] * cw[y_tr[b[0]]] for b in batches], axis=1)
+        zeros = jnp.zeros((S,))
+        acc = {"loss_sum": zeros, "n": zeros, "correct": zeros}
+        for b in range(idx.shape[0]):
+            params, rest, opt_state, acc = step(params, rest, opt_state, acc, X_tr_d, y_tr_d, idx[b], weight[b])
+        vidx, vmask = _batches(len(X_va), cfg.eval_batch_size)
+        vacc = {"loss_sum": jnp.zeros((S,)), "cm": jnp.zeros((S, num_classes, num_classes))}
+        for b in range(vidx.shape[0]):
+            vacc, _ = evaluate_step(params, rest, vacc, X_va_d, y_va_d, vidx[b], vmask[b])
+        cms = np.asarray(vacc["cm"]).round().astype(np.int64)
+        dt = time.perf_counter() - t0
+        seconds += dt
+        improved = np.zeros(S, bool)
+        for i in range(S):
+            if stopped[i]:
+                continue
+            s = metrics.scores_from_confusion(cms[i])
+            n = float(acc["n"][i])
+            row = {"epoch": epoch, "train_loss": float(acc["loss_sum"][i]) / n,
+                   "train_acc": float(acc["correct"][i]) / n, "val_loss": float(vacc["loss_sum"][i]) / len(X_va),
+                   "val_wa": s["wa"], "val_uar": s["uar"],
+                   "lr": float(cfg.learning_rate / (1.0 + cfg.decay * (epoch - 1) * steps_per_epoch)),
+                   "seconds": dt / S}
+            histories[i].append(row)
+            if _is_better(cfg, row, best_rows[i]):
+                best_rows[i], best_epochs[i], bad[i], improved[i] = row, epoch, 0, True
+            else:
+                bad[i] += 1
+            stopped[i] = bool(cfg.patience and bad[i] >= cfg.patience)
+        if improved.any():
+            keep = jnp.asarray(improved)
+            best = jax.tree.map(lambda b_, c_: jnp.where(keep.reshape((S,) + (1,) * (c_.ndim - 1)), c_, b_)
+                                if not jax.dtypes.issubdtype(c_.dtype, jax.dtypes.prng_key) else c_,
+                                best, (params, rest))
+    results = []
+    for i, model in enumerate(models):
+        nnx.update(model, _member(best[0], i), _member(best[1], i))
+        model.eval()
+        results.append(FitResult(history=histories[i], best_epoch=best_epochs[i], epochs_run=len(histories[i]),
+                                 stopped_early=bool(stopped[i] and len(histories[i]) < cfg.epochs),
+                                 train_seconds=seconds / S))
+    return results
+
+
+def measure_vmap_speedup(model: str = "zhao2d", input_shape: tuple[int, ...] = (64, 94, 1), n_seeds: int = 3,
+                         n_train: int = 256, epochs: int = 2, batch_size: int = 32) -> dict[str, float]:
+    """Compare training ``n_seeds`` models one after another (:func:`fit`) with one vmapped run
+    (:func:`train_many`) on random data; prints and returns steady-state samples/s of both.
+
+    The first epoch (which includes compilation) is excluded from the throughput figures.
+    """
+    from .models import create
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n_train, *input_shape)).astype(np.float32)
+    y = rng.integers(0, 7, n_train).astype(np.int32)
+    val = (X[:64], y[:64])
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, patience=0)
+    seq_seconds = 0.0
+    for s in range(n_seeds):
+        r = fit(create(model, num_classes=7, input_shape=input_shape, seed=s), (X, y), val, cfg.replace(seed=s),
+                progress=False)
+        seq_seconds += sum(h["seconds"] for h in r.history[1:])
+    models = [create(model, num_classes=7, input_shape=input_shape, seed=s) for s in range(n_seeds)]
+    res = train_many(models, (X, y), val, cfg, seeds=list(range(n_seeds)))
+    vmap_seconds = sum(h["seconds"] for h in res[0].history[1:]) * n_seeds
+    samples = n_seeds * n_train * (epochs - 1)
+    out = {"model": model, "input_shape": str(input_shape), "n_seeds": n_seeds,
+           "sequential_samples_per_s": samples / seq_seconds, "vmap_samples_per_s": samples / vmap_seconds}
+    out["speedup"] = out["vmap_samples_per_s"] / out["sequential_samples_per_s"]
+    print(f"vmap over {n_seeds} seeds, {model} {input_shape}: sequential {out['sequential_samples_per_s']:.1f} "
+          f"samples/s, vmapped {out['vmap_samples_per_s']:.1f} samples/s (x{out['speedup']:.2f})", flush=True)
+    return out

@@ -153,3 +153,19 @@ def test_bad_config_is_a_config_error():
 def test_quiet_under_ci(monkeypatch):
     monkeypatch.setenv("SERCORE_QUIET", "1")
     assert training.quiet()
+
+
+def test_train_many_vmaps_seeds_like_sequential_fits():
+    X, y = toy_data(seed=2)
+    train, val = (X[:90], y[:90]), (X[90:120], y[90:120])
+    cfg = CFG.replace(epochs=3)
+    models = [TinyNet(seed=s) for s in (0, 1)]
+    many = training.train_many(models, train, val, cfg, seeds=[0, 1])
+    for s, (m, r) in enumerate(zip(models, many)):
+        ref_model = TinyNet(seed=s)
+        ref = training.fit(ref_model, train, val, cfg.replace(seed=s), progress=False)
+        assert r.best_epoch == ref.best_epoch and r.epochs_run == ref.epochs_run
+        np.testing.assert_allclose([h["val_loss"] for h in r.history], [h["val_loss"] for h in ref.history],
+                                   rtol=1e-2)
+        np.testing.assert_allclose(training.evaluate(m, X[120:], y[120:])["probs"],
+                                   training.evaluate(ref_model, X[120:], y[120:])["probs"], atol=1e-2)
