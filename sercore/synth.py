@@ -198,8 +198,8 @@ SPREAD = {
 }
 
 #: The ten sentences: words separated by spaces, syllables by ".", stress marked by "'", phrase
-#: boundaries by ",", ":" lengthens a vowel. Vowels a e i o u E @; consonants p t k b d g f s S x h v
-#: z m n N l r. The same "text" is spoken for every speaker and emotion.
+#: boundaries by ",", ":" lengthens a vowel. Vowels a e i o u E @ ü; consonants p t k b d g f s S x h
+#: v z m n N l r j. The same "text" is spoken for every speaker and emotion.
 SENTENCES: dict[str, str] = {
     "a01": "das 'tu:x 'li:kt 'o:.b@n",
     "a02": "zi: 'ge:t 'na:x 'hau.z@",
@@ -269,72 +269,62 @@ def _parse_sentence(text: str) -> list[list[list[tuple[bool, str]]]]:
     return phrases
 
 
-def _segments(text: str, rate: float, pause: float, rng: np.random.Generator) -> list[dict]:
-    """The phone segments of one utterance: dicts with duration (s), formant targets, amplitudes.
+def _seg(dur: float, F=None, av: float = 0.0, ah: float = 0.0, af: float = 0.0, noise: str | None = None,
+         stress: bool = False, vowel: bool = False) -> dict:
+    """One segment: duration (s), formant targets F1..F4 (Hz; None = the next vowel's), voicing
+    ``av``, aspiration ``ah`` and frication ``af`` amplitudes, noise class, stress, nucleus flag."""
+    return dict(dur=dur, F=F, av=av, ah=ah, af=af, noise=noise, stress=stress, vowel=vowel)
 
-    Keys: ``dur``; ``F`` (4 formant targets, Hz, or None = from the neighbouring vowel);
-    ``av`` voicing, ``ah`` aspiration, ``af`` frication amplitude; ``noise`` class; ``stress``;
-    ``vowel`` (True for syllable nuclei).
+
+def _segments(text: str, rate: float, pause: float, rng: np.random.Generator) -> list[dict]:
+    """The segments (see :func:`_seg`) of one utterance of ``text``, with its timing drawn from ``rng``.
+
+    Plosives become closure + burst (+ aspiration when voiceless); phrase-final syllables are
+    lengthened; pauses separate phrases and, now and then, words; silence leads and trails.
     """
-    segs: list[dict] = [dict(dur=rng.uniform(0.1, 0.2), F=None, av=0.0, ah=0.0, af=0.0, noise=None,
-                             stress=False, vowel=False)]
+    segs = [_seg(rng.uniform(0.1, 0.2))]
     phrases = _parse_sentence(text)
     for p_i, phrase in enumerate(phrases):
         for w_i, word in enumerate(phrase):
             for s_i, (stressed, phones) in enumerate(word):
                 final = (w_i == len(phrase) - 1) and (s_i == len(word) - 1)
                 stretch = (1.35 if final else 1.0) / rate
-                chars = list(phones)
-                i = 0
-                while i < len(chars):
-                    ph = chars[i]
-                    long_vowel = i + 1 < len(chars) and chars[i + 1] == ":"
-                    jitter = float(np.exp(0.12 * rng.standard_normal()))
+                for i, ph in enumerate(phones):
+                    # Duration variation (drawn for every symbol, ":" too, to keep the stream stable).
+                    d = stretch * float(np.exp(0.12 * rng.standard_normal()))
+                    if ph == ":":
+                        continue
+                    long_vowel = phones[i + 1:i + 2] == ":"
                     if ph in _VOWELS:
                         dur = (0.11 if long_vowel else 0.065) * (1.25 if stressed else 1.0)
-                        if ph == "@":
-                            dur = 0.045
-                        segs.append(dict(dur=dur * stretch * jitter, F=_VOWELS[ph], av=1.0, ah=0.0,
-                                         af=0.0, noise=None, stress=stressed, vowel=True))
-                    elif ph in _CONSONANTS:
-                        kind, locus, voiced, noise = _CONSONANTS[ph]
-                        d = stretch * jitter
-                        if kind == "P":
-                            segs.append(dict(dur=0.045 * d, F=locus, av=0.22 if voiced else 0.0, ah=0.0,
-                                             af=0.0, noise=None, stress=False, vowel=False))
-                            segs.append(dict(dur=0.012, F=locus, av=0.0, ah=0.0,
-                                             af=0.5 if voiced else 1.0, noise=noise, stress=False,
-                                             vowel=False))
-                            if not voiced:
-                                segs.append(dict(dur=0.025 * d, F=None, av=0.0, ah=0.7, af=0.0, noise=None,
-                                                 stress=False, vowel=False))
-                        elif kind == "F":
-                            segs.append(dict(dur=0.075 * d, F=locus, av=0.45 if voiced else 0.0, ah=0.0,
-                                             af=0.6 if voiced else 1.0, noise=noise, stress=False,
-                                             vowel=False))
-                        elif kind == "N":
-                            segs.append(dict(dur=0.05 * d, F=locus, av=0.55, ah=0.0, af=0.0, noise=None,
-                                             stress=False, vowel=False))
-                        elif kind == "L":
-                            segs.append(dict(dur=0.045 * d, F=locus, av=0.75, ah=0.0, af=0.0, noise=None,
-                                             stress=False, vowel=False))
-                        else:  # h
-                            segs.append(dict(dur=0.05 * d, F=None, av=0.0, ah=1.0, af=0.0, noise=None,
-                                             stress=False, vowel=False))
-                    elif ph != ":":
+                        dur = 0.045 if ph == "@" else dur
+                        segs.append(_seg(dur * d, _VOWELS[ph], av=1.0, stress=stressed, vowel=True))
+                        continue
+                    if ph not in _CONSONANTS:
                         raise ConfigError(f"sentence {text!r}: unknown phone {ph!r}; use one of "
                                           f"{''.join(_VOWELS)}{''.join(_CONSONANTS)}")
-                    i += 1
+                    kind, locus, voiced, noise = _CONSONANTS[ph]
+                    if kind == "P":
+                        segs.append(_seg(0.045 * d, locus, av=0.22 if voiced else 0.0))       # closure
+                        segs.append(_seg(0.012, locus, af=0.5 if voiced else 1.0, noise=noise))  # burst
+                        if not voiced:
+                            segs.append(_seg(0.025 * d, ah=0.7))                             # aspiration
+                    elif kind == "F":
+                        segs.append(_seg(0.075 * d, locus, av=0.45 if voiced else 0.0,
+                                         af=0.6 if voiced else 1.0, noise=noise))
+                    elif kind == "N":
+                        segs.append(_seg(0.05 * d, locus, av=0.55))
+                    elif kind == "L":
+                        segs.append(_seg(0.045 * d, locus, av=0.75))
+                    else:  # h
+                        segs.append(_seg(0.05 * d, ah=1.0))
             # Now and then a short pause between words (more often in slow, hesitant emotions).
             if w_i < len(phrase) - 1 and rng.random() < 0.08 * pause:
-                segs.append(dict(dur=rng.uniform(0.04, 0.12) * pause, F=None, av=0.0, ah=0.0, af=0.0,
-                                 noise=None, stress=False, vowel=False))
+                segs.append(_seg(rng.uniform(0.04, 0.12) * pause))
         if p_i < len(phrases) - 1:
-            segs.append(dict(dur=rng.uniform(0.15, 0.3) * pause / rate ** 0.5, F=None, av=0.0, ah=0.0,
-                             af=0.0, noise=None, stress=False, vowel=False))
-    segs.append(dict(dur=rng.uniform(0.1, 0.2), F=None, av=0.0, ah=0.0, af=0.0, noise=None,
-                     stress=False, vowel=False))
-    # Phones without targets (h, aspiration, pauses) take the next vowel's formants, else the last.
+            segs.append(_seg(rng.uniform(0.15, 0.3) * pause / rate ** 0.5))
+    segs.append(_seg(rng.uniform(0.1, 0.2)))
+    # Segments without targets (h, aspiration, pauses) take the next vowel's formants, else the last.
     nxt = _VOWELS["@"]
     for seg in reversed(segs):
         if seg["vowel"]:

@@ -203,3 +203,15 @@ def test_full_size_design():
     emodb_genders = {"03": "male", "08": "female", "09": "female", "10": "male", "11": "male",
                      "12": "male", "13": "female", "14": "female", "15": "male", "16": "female"}
     assert {s: v.gender for s, v in synth.SPEAKERS.items()} == emodb_genders
+
+
+@pytest.mark.parametrize("freq, bandwidth", [(300.0, 70.0), (1500.0, 90.0), (4500.0, 260.0)])
+def test_block_resonator_matches_lfilter_when_frequency_is_constant(freq, bandwidth):
+    from scipy.signal import lfilter
+
+    x = np.random.default_rng(0).standard_normal((40, synth.BLOCK))
+    r = np.exp(-np.pi * bandwidth / synth.SAMPLE_RATE)
+    c, d = -2 * r * np.cos(2 * np.pi * freq / synth.SAMPLE_RATE), r * r
+    expected = lfilter([1 + c + d], [1, c, d], x.ravel())
+    got = synth._resonator(x, np.full(40, freq), bandwidth).ravel()
+    np.testing.assert_allclose(got, expected, atol=1e-9 * np.abs(expected).max())
