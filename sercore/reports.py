@@ -382,17 +382,17 @@ def run_notebooks(corpus: str = "synthetic", profile: str = "quick",
         t0 = time.perf_counter()
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".ipynb", dir=_mkdir(work))
         os.close(fd)
-        executed = work / f"{name}.ipynb"
+        executed, failed = work / f"{name}.ipynb", work / f"{name}.failed.ipynb"
         try:
             nb = execute_notebook(path, tmp, injected, kernel_name=kernel_name, progress=progress)
-        except NotebookError:
-            os.replace(tmp, work / f"{name}.failed.ipynb")
-            raise
+        except NotebookError as exc:
+            os.replace(tmp, failed)
+            raise NotebookError(exc.notebook, str(exc).replace(str(tmp), str(failed)), exc.cell) from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         os.replace(tmp, executed)
-        (work / f"{name}.failed.ipynb").unlink(missing_ok=True)
+        failed.unlink(missing_ok=True)
         runtime = time.perf_counter() - t0
         meta = {"name": name, "title": notebook_title(nb) or name, "html": f"{corpus}/{name}.html",
                 "corpus": corpus, "profile": profile,

@@ -110,6 +110,7 @@ def test_failure_names_notebook_and_cell_and_keeps_old_html(nb_dir, tmp_path):
     assert (out / "toy" / "01_figure.html").read_bytes() == before       # old report intact
     assert not (out / "toy" / "02_second.html").exists()                 # the run stopped at the failure
     assert (tmp_path / "exec" / "01_figure.failed.ipynb").exists()       # traceback kept for reading
+    assert str(tmp_path / "exec" / "01_figure.failed.ipynb") in str(err)
     assert not list((out / "toy").glob(".*tmp"))                         # no half-written files
 
 
