@@ -520,12 +520,31 @@ def _cremad_genders(folder: Path, speakers: pd.Series) -> pd.Series:
     return speakers.map(sex)
 
 
+def _synthetic_stamp(folder: Path) -> dict:
+    """The generator's stamp (``synth.json``: version, seed, size), or {} where there is none."""
+    import json
+
+    try:
+        return json.loads((folder / "synth.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _synthetic_is_outdated(folder: Path) -> bool:
+    """True for a corpus written by an older synthesiser: it is regenerated (same seed)."""
+    from .synth import GENERATOR_VERSION
+
+    stamp = _synthetic_stamp(folder)
+    return bool(stamp) and stamp.get("generator_version") != GENERATOR_VERSION
+
+
 def _synthetic_rows(name: str, folder: Path) -> list[dict]:
     meta = folder / "metadata.csv"
-    if not meta.is_file():
+    if not meta.is_file() or _synthetic_is_outdated(folder):
         from .synth import generate_corpus  # imported here: only needed to create the corpus
 
-        generate_corpus(folder, size="small" if name == "synthetic-small" else "full", seed=0)
+        seed = _synthetic_stamp(folder).get("seed", 0)
+        generate_corpus(folder, size="small" if name == "synthetic-small" else "full", seed=seed)
         if not meta.is_file():
             raise CorpusError(f"sercore.synth.generate_corpus did not write {meta}; delete "
                               f"{folder} and run `sercore data synth`")

@@ -359,3 +359,20 @@ def test_synthetic_small_is_generated_when_missing(tmp_path):
                                   "neutral"}
     assert (df["sample_rate"] == 16000).all() and (df["duration"] > 0).all()
     assert df["path"].map(os.path.isfile).all()
+
+
+def test_synthetic_corpus_from_an_older_generator_is_regenerated(tmp_path):
+    """A corpus stamped by an older synthesiser version is rebuilt, keeping its seed."""
+    import json
+
+    from sercore.synth import GENERATOR_VERSION
+
+    root = tmp_path / "synthetic-small"
+    load_corpus("synthetic-small", root=root)
+    stamp = json.loads((root / "synth.json").read_text())
+    stamp["generator_version"] = "0.0-old"
+    (root / "synth.json").write_text(json.dumps(stamp))
+    df = load_corpus("synthetic-small", root=root)
+    assert json.loads((root / "synth.json").read_text())["generator_version"] == GENERATOR_VERSION
+    assert json.loads((root / "synth.json").read_text())["seed"] == stamp["seed"]
+    assert len(df) == 56
