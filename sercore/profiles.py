@@ -5,24 +5,32 @@
     2 folds, one seed. Numbers from it mean nothing; it checks that the pipeline runs.
 ``quick``
     The main job on 2 CPU cores (every notebook in well under an hour in total on the synthetic
-    corpus). Inputs are reduced to 64 mels x 94 frames (3 s at hop 512, n_fft 1024) -- about 5x
-    fewer pixels than the paper's 128 x 251 -- all 5 speaker folds, 12 epochs with patience 4, one seed.
+    corpus). Inputs are reduced to 40 mels x 63 frames (3 s at hop 768 = 48 ms, n_fft 1024) -- 40
+    log-mel bands is the classic SER filterbank size; the time resolution is coarser than the paper's
+    -- all 5 speaker folds, at most 12 epochs with patience 4, one seed, BatchNorm momentum 0.9
+    (see :class:`~sercore.training.TrainConfig`: with ~10 steps an epoch Keras' 0.99 leaves the
+    evaluation statistics stale and validation scores near chance for several epochs).
 ``full``
     The real study: the paper's 128 mels x 251 frames (4 s at hop 256), all folds, up to 60 epochs
     with patience 10, three seeds, Adam 1e-3 (override for SGD). Meant for a GPU or a long CPU run.
 
-Expected run times (zhao2d, 5-fold speaker_kfold, feature extraction excluded; measured on this
-project's 2-core CPU machine while other jobs were running, so read them as upper-ish estimates):
+Measured cost (zhao2d, plain Flax, this project's 2-core CPU machine, throughput in training samples
+per CPU-second because the machine was shared while measuring; on 2 idle cores wall time is about
+0.5-0.7 x the CPU time, as XLA runs convolutions on both cores):
 
-=========  =======================  ==============================  ===============================
-profile    input (mels x frames)    one epoch, EmoDB (~320 train)   whole run, EmoDB 5 folds
-=========  =======================  ==============================  ===============================
-smoke      32 x 32                  ~0.3 s                          ~15 s (2 folds, 2 epochs, incl. jit)
-quick      64 x 94                  see MEASURED below              see MEASURED below
-full       128 x 251                see MEASURED below              hours on CPU; minutes on a GPU
-=========  =======================  ==============================  ===============================
+=========  ================  ======================  ===========================================
+profile    input             train samples / CPU-s   EmoDB, speaker_kfold, one model (5 folds)
+=========  ================  ======================  ===========================================
+smoke      32 x 32           ~100                    2 folds x 2 epochs: ~15 s + ~12 s compile
+quick      40 x 63           60                      <= 12 epochs x 5 folds x ~7 CPU-s = <= 7 CPU-min
+(was)      64 x 94           15                      <= 30 CPU-min (why quick uses 40 x 63)
+full       128 x 251         see below               hours on CPU; minutes on a GPU
+=========  ================  ======================  ===========================================
 
-MEASURED: filled in from ``python -m sercore.study`` benchmarks (see the module's report).
+An EmoDB fold trains on ~320 utterances (6 speakers) and validates on ~110 (2 speakers); the
+synthetic corpus (700 utterances) costs ~1.3x EmoDB per fold. First-epoch compilation adds
+~12 CPU-s (quick) per model and input shape; later folds and seeds reuse the compiled step.
+Feature extraction is cached and is not included.
 """
 from __future__ import annotations
 
@@ -75,16 +83,16 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
         features={"n_mels": 32, "duration": 1.0, "hop_length": 512, "n_fft": 512},
-        train={"epochs": 2, "batch_size": 16, "patience": 2, "learning_rate": 1e-3},
+        train={"epochs": 2, "batch_size": 16, "patience": 2, "learning_rate": 1e-3, "bn_momentum": 0.9},
         k=5, folds=2, seeds=(0,),
         description="pipeline check for tests/CI: tiny inputs, 2 epochs, 2 folds",
     ),
     "quick": Profile(
         name="quick",
-        features={"n_mels": 64, "duration": 3.0, "hop_length": 512, "n_fft": 1024},
-        train={"epochs": 12, "batch_size": 32, "patience": 4, "learning_rate": 1e-3},
+        features={"n_mels": 40, "duration": 3.0, "hop_length": 768, "n_fft": 1024},
+        train={"epochs": 12, "batch_size": 32, "patience": 4, "learning_rate": 1e-3, "bn_momentum": 0.9},
         k=5, folds=None, seeds=(0,),
-        description="main CPU job: 64x94 inputs, all 5 folds, <= 12 epochs, one seed",
+        description="main CPU job: 40x63 inputs (3 s), all 5 folds, <= 12 epochs, one seed",
     ),
     "full": Profile(
         name="full",
