@@ -343,8 +343,9 @@ def grouped_bars(data, *, x: str, y: str, hue: str | None = None, xlabel: str, y
     fig, axes = _figure(size=(max(5.0, 0.32 * n + 2.5), 3.8))
     ax = axes[0, 0]
     d = data.assign(**{y: scale * data[y].astype(float)})
+    palette = gender_palette(d[hue]) if hue == "gender" else None
     sns.barplot(data=d, x=x, y=y, hue=hue, order=order, errorbar=("ci", 95), capsize=0.1, ax=ax,
-                err_kws={"linewidth": 1})
+                err_kws={"linewidth": 1}, palette=palette)
     if chance is not None:
         ax.axhline(scale * chance, color="grey", ls="--", lw=1, label="chance")
         ax.legend(fontsize=8)

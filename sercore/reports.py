@@ -697,6 +697,9 @@ def run_grid(corpus: str, models: Sequence[str], protocols: Sequence[str], profi
             r = st.results[(st.results["model"] == model) & (st.results["protocol"] == run_protocol)]
             if seeds is not None:
                 r = r[r["seed"].isin(list(seeds))]
+            folds = study_kw.get("folds")
+            if folds is not None:
+                r = r[r["fold"].isin(list(range(folds)) if isinstance(folds, int) else list(folds))]
             # one run per (fold, seed): the latest if settings changed between calls
             r = r.sort_values("finished_at").drop_duplicates(["fold", "seed"], keep="last")
             r = r.sort_values(["fold", "seed"]).assign(variant=variant or model, study_dir=str(st.dir))
@@ -973,3 +976,144 @@ def model_outputs(saved, rows, *, attention: bool = False, batch_size: int = 32)
     if attention:
         out["attention"] = np.concatenate(weights)
     return out
+
+
+# ----------------------------------------------------------------------------- autoencoder fusion
+def fit_autoencoder(model, X_train, X_val=None, *, epochs: int = 20, batch_size: int = 32,
+                    learning_rate: float = 1e-3, patience: int = 5, seed: int = 0):
+    """Train an autoencoder (``dense_ae``/``gru_ae``) to reconstruct its input (MSE, Adam), in place.
+
+    Seed 003's recipe: MSE loss, Adam, batch 64 (here the profile's batch size). Early stopping on the
+    validation reconstruction error restores the best epoch's weights.
+
+    Parameters
+    ----------
+    model : nnx.Module
+        An autoencoder: ``model(x)`` reconstructs ``x``.
+    X_train, X_val : np.ndarray, shape (N, n_mels, n_frames, C)
+        Normalised features of the training (and validation) rows only.
+
+    Returns
+    -------
+    pandas.DataFrame
+        History: ``epoch``, ``train_mse``, ``val_mse`` (mean squared error per input value, in squared
+        normalised units).
+
+    Notes
+    -----
+    Belongs with :mod:`sercore.training` (which trains classifiers only); kept here so notebook 05 runs.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    import pandas as pd
+    from flax import nnx
+
+    opt = nnx.Optimizer(model, optax.adam(learning_rate), wrt=nnx.Param)
+
+    @nnx.jit
+    def train_step(model, opt, x):
+        def loss_fn(m):
+            return jnp.mean((m(x) - x) ** 2)
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        opt.update(model, grads)
+        return loss
+
+    @nnx.jit
+    def eval_step(model, x):
+        return jnp.mean((model(x) - x) ** 2)
+
+    def mse(X):
+        model.eval()
+        n = max(1, len(X) // batch_size)
+        parts = np.array_split(np.arange(len(X)), n)
+        return float(np.average([float(eval_step(model, jnp.asarray(X[p]))) for p in parts],
+                                weights=[len(p) for p in parts]))
+
+    rng = np.random.default_rng(seed)
+    bs = min(batch_size, len(X_train))
+    history, best, best_state, waited = [], np.inf, nnx.state(model), 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = rng.permutation(len(X_train))
+        losses = [float(train_step(model, opt, jnp.asarray(X_train[order[i:i + bs]])))
+                  for i in range(0, len(order) - bs + 1, bs)]          # full batches: one compiled shape
+        row = {"epoch": epoch, "train_mse": float(np.mean(losses))}
+        row["val_mse"] = mse(X_val) if X_val is not None and len(X_val) else row["train_mse"]
+        history.append(row)
+        if row["val_mse"] < best:
+            best, best_state, waited = row["val_mse"], jax.tree.map(lambda a: a, nnx.state(model)), 0
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    nnx.update(model, best_state)
+    model.eval()
+    return pd.DataFrame(history)
+
+
+def fold_autoencoders(corpus: str, profile: str, *, ae: str = "dense_ae", ae_kwargs: Mapping | None = None,
+                      protocol: str = "speaker_kfold", folds: Sequence[int] | None = None, seed: int = 0,
+                      results_root: str | os.PathLike | None = None, df=None, model: str = "baseline_cnn"):
+    """One autoencoder per fold, trained on that fold's training rows only; weights saved, resumable.
+
+    The test speakers' audio never reaches the autoencoder (seed 003 trained its autoencoders on all
+    of RAVDESS + CREMA-D, which includes its own test utterances).
+
+    Returns
+    -------
+    dict
+        ``paths`` {fold: weights .npz for ``ae_fusion(encoder=...)``}, ``history`` (DataFrame with
+        ``fold``, ``epoch``, ``train_mse``, ``val_mse``), ``folds`` (list of int).
+    """
+    import json as _json
+
+    import numpy as np
+    import pandas as pd
+
+    from .corpora import load_corpus
+    from .features import extract_features, fit_normalizer
+    from .models import create, save_weights
+    from .profiles import get_profile
+    from .protocols import make_splits
+    from .study import feature_config_for, study_dir
+    from .training import TrainConfig
+
+    prof = get_profile(profile)
+    if df is None:
+        df = load_corpus(corpus)
+    df = df.reset_index(drop=True)
+    cfg = feature_config_for(model, prof)
+    tcfg = TrainConfig.from_dict(prof.train)
+    splits = make_splits(df, protocol, k=prof.k, seed=0)
+    if folds is None:
+        folds = range(len(splits) if prof.folds is None else min(prof.folds, len(splits)))
+    folds = list(folds)
+    X = None
+    kwargs = dict(ae_kwargs or {})
+    tag = _json.dumps({"ae": ae, "kw": kwargs, "cfg": cfg.key(), "train": tcfg.to_dict(), "seed": seed},
+                      sort_keys=True)
+    import hashlib
+
+    key = hashlib.sha1(tag.encode()).hexdigest()[:8]
+    root = study_dir(corpus, f"{profile}-autoencoders", results_root)
+    paths, hist = {}, []
+    for fold in folds:
+        path = root / f"{ae}-{protocol}-f{fold}-s{seed}-{key}.npz"
+        hpath = path.with_suffix(".history.json")
+        if not (path.exists() and hpath.exists()):
+            if X is None:
+                X = extract_features(df, cfg, progress=False)
+            split = splits[fold]
+            norm = fit_normalizer(X, split.train)
+            net = create(ae, input_shape=cfg.shape, seed=seed, **kwargs)
+            h = fit_autoencoder(net, norm.apply(X[split.train]), norm.apply(X[split.val]),
+                                epochs=tcfg.epochs, batch_size=tcfg.batch_size,
+                                learning_rate=tcfg.learning_rate, patience=tcfg.patience, seed=seed)
+            save_weights(net, path)
+            _atomic_write_text(hpath, h.to_json(orient="records"))
+        paths[fold] = path
+        hist.append(pd.read_json(hpath, orient="records").assign(fold=fold))
+    return {"paths": paths, "history": pd.concat(hist, ignore_index=True), "folds": folds}
