@@ -166,7 +166,11 @@ def feature_config_for(model: str, profile: Profile, features: dict | None = Non
     from .features import FeatureConfig
     from .models import model_info
 
-    own = dict(model_info(model).get("features", {}))
+    info = model_info(model)
+    if info.get("task", "classify") != "classify":
+        raise ConfigError(f"model {model!r} is an autoencoder (task {info['task']!r}); studies train classifiers. "
+                          "Train autoencoders directly, or use a fusion classifier such as 'ae_fusion'")
+    own = dict(info.get("features", {}))
     prof = {k: v for k, v in profile.features.items() if k != "kind"}
     if own.get("kind") == "raw":  # spectrogram settings do not apply to waveforms
         prof = {k: v for k, v in prof.items() if k in ("sr", "duration", "crop")}
