@@ -107,3 +107,21 @@ def test_cli_evaluate_and_predict_from_a_study(tmp_path, data_dir, wav_writer, m
     assert predict.resolve_model_dir(st.dir) == st.dir / "runs" / best["run_id"] / "model"
     assert main(["predict", df["path"][0], "--model", str(st.dir), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["label"] in st.labels
+
+
+def test_cli_train_prints_results_and_writes_the_table(tmp_path, data_dir, wav_writer, monkeypatch, capsys):
+    import sercore.corpora
+    from test_study import tiny_registry, write_toy_corpus
+
+    monkeypatch.setitem(sys.modules, "sercore.models", tiny_registry())
+    monkeypatch.setenv("SERCORE_QUIET", "1")
+    df = write_toy_corpus(tmp_path / "wav", wav_writer)
+    monkeypatch.setattr(sercore.corpora, "load_corpus", lambda name, root=None: df)
+    argv = ["train", "--model", "tiny", "--corpus", "toy", "--profile", "smoke", "--folds", "0", "--epochs", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert "study folder:" in out.out and "tiny-speaker_kfold-f0-s0" in out.err
+    assert (data_dir / "results" / "toy" / "smoke" / "results.parquet").exists()
+    assert main(argv) == 0 and "skipped" in capsys.readouterr().err
+    assert main(["train", "--model", "tiny", "--corpus", "toy", "--folds", "x"]) == 1
+    assert "comma-separated" in capsys.readouterr().err
