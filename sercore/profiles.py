@@ -7,7 +7,7 @@
     The main job on 2 CPU cores (every notebook in well under an hour in total on the synthetic
     corpus). Inputs are reduced to 40 mels x 63 frames (3 s at hop 768 = 48 ms, n_fft 1024) -- 40
     log-mel bands is the classic SER filterbank size; the time resolution is coarser than the paper's
-    -- all 5 speaker folds, at most 12 epochs with patience 4, one seed, BatchNorm momentum 0.9
+    -- all 5 speaker folds, 6 to 12 epochs (patience 4 after epoch 6), one seed, BatchNorm momentum 0.9
     (see :class:`~sercore.training.TrainConfig`: with ~10 steps an epoch Keras' 0.99 leaves the
     evaluation statistics stale and validation scores near chance for several epochs).
 ``full``
@@ -21,16 +21,26 @@ per CPU-second because the machine was shared while measuring; on 2 idle cores w
 =========  ================  ======================  ===========================================
 profile    input             train samples / CPU-s   EmoDB, speaker_kfold, one model (5 folds)
 =========  ================  ======================  ===========================================
-smoke      32 x 32           ~100                    2 folds x 2 epochs: ~15 s + ~12 s compile
+smoke      32 x 32           (tiny)                  2 folds x 2 epochs: seconds + ~10 CPU-s compile
 quick      40 x 63           60                      <= 12 epochs x 5 folds x ~7 CPU-s = <= 7 CPU-min
 (was)      64 x 94           15                      <= 30 CPU-min (why quick uses 40 x 63)
-full       128 x 251         see below               hours on CPU; minutes on a GPU
+full       128 x 251         3.7                     <= 60 epochs x 5 folds x 3 seeds x ~100 CPU-s:
+                                                     ~25 CPU-hours; a GPU run instead
 =========  ================  ======================  ===========================================
 
 An EmoDB fold trains on ~320 utterances (6 speakers) and validates on ~110 (2 speakers); the
 synthetic corpus (700 utterances) costs ~1.3x EmoDB per fold. First-epoch compilation adds
 ~12 CPU-s (quick) per model and input shape; later folds and seeds reuse the compiled step.
 Feature extraction is cached and is not included.
+
+Measured end to end on real EmoDB (``sercore train --model zhao2d --corpus emodb --profile quick``,
+the machine shared with ~6 other jobs, load average ~9 on 2 cores): ~25 s wall per epoch, 1.5 to 5
+min per fold, ~15-20 min for the 5 folds. On 2 idle cores expect roughly a third of that.
+
+Several seeds at once (:func:`sercore.training.train_many`, ``jax.vmap`` over stacked states) does
+*not* pay on CPU: 3 seeds of zhao2d at 40 x 63 trained at 0.32x the samples/s of three sequential
+runs (vmapped convolutions with per-member weights compile to slow grouped kernels on XLA:CPU).
+Profiles therefore run seeds sequentially; ``train_many`` is there for GPUs.
 """
 from __future__ import annotations
 
@@ -90,14 +100,15 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
         features={"n_mels": 40, "duration": 3.0, "hop_length": 768, "n_fft": 1024},
-        train={"epochs": 12, "batch_size": 32, "patience": 4, "learning_rate": 1e-3, "bn_momentum": 0.9},
+        train={"epochs": 12, "batch_size": 32, "patience": 4, "min_epochs": 6, "learning_rate": 1e-3,
+               "bn_momentum": 0.9},
         k=5, folds=None, seeds=(0,),
         description="main CPU job: 40x63 inputs (3 s), all 5 folds, <= 12 epochs, one seed",
     ),
     "full": Profile(
         name="full",
         features={"n_mels": 128, "duration": 4.0, "hop_length": 256, "n_fft": 1024},
-        train={"epochs": 60, "batch_size": 32, "patience": 10, "learning_rate": 1e-3},
+        train={"epochs": 60, "batch_size": 32, "patience": 10, "min_epochs": 15, "learning_rate": 1e-3},
         k=5, folds=None, seeds=(0, 1, 2),
         description="the real study: paper's 128x251 inputs, all folds, <= 60 epochs, 3 seeds (GPU)",
     ),

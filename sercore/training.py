@@ -3,9 +3,10 @@
 The training step fits on one screen (Flax mnist style), written in NNX's functional form: the model
 is split once into a static ``graphdef`` and array state ``(params, rest)`` (``rest`` = BatchNorm
 statistics and the dropout RNG stream), and the step is a pure ``jax.jit`` function of those arrays.
-This skips NNX's per-call object-graph traversal, lets the jit cache be shared by every fold and
-seed of a study (same graphdef + optimiser = no re-trace), and makes checkpoints and ``jax.vmap``
-over stacked seeds straightforward.
+This skips NNX's per-call object-graph traversal (measured on a small conv net: 165 steps per
+CPU-second against 108 for the ``@nnx.jit train_step(model, optimizer, ...)`` form), lets the jit cache
+be shared by every fold and seed of a study (same graphdef + optimiser = no re-trace), and makes
+checkpoints and ``jax.vmap`` over stacked seeds straightforward.
 
 The whole training array is put on the device once; a step receives a fixed-size vector of row
 indices and gathers its batch inside the jitted function, so every step has the same shapes (the last
@@ -65,6 +66,10 @@ class TrainConfig:
     patience : int
         Epochs without improvement of ``monitor`` before stopping (0 = never stop early).
     monitor : {"val_uar", "val_loss"}
+    min_epochs : int
+        Early stopping cannot stop a run before this many epochs. BatchNorm nets often predict a single
+        class on unseen speakers for the first few epochs (validation UAR = 1/K) while training accuracy
+        climbs; without a floor, ``patience`` ends such runs at the initial plateau.
     class_weighting : bool
         Weight the loss by inverse class frequency of the training rows.
     bn_momentum : float or None
@@ -90,6 +95,7 @@ class TrainConfig:
     clip_norm: float = 0.0
     patience: int = 10
     monitor: str = "val_uar"
+    min_epochs: int = 0
     class_weighting: bool = False
     bn_momentum: float | None = None
     eval_batch_size: int = 64
@@ -462,7 +468,7 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.n
                 best_row, best_epoch, bad_epochs, best_state = row, epoch, 0, (params, rest)
             else:
                 bad_epochs += 1
-            stopped = bool(cfg.patience and bad_epochs >= cfg.patience)
+            stopped = bool(cfg.patience and bad_epochs >= cfg.patience and epoch >= cfg.min_epochs)
             if checkpoint is not None:
                 meta = {"epoch": epoch, "history": history, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
                         "train_seconds": seconds, "stopped": stopped, "train_config": cfg.to_dict(),
@@ -619,7 +625,7 @@ def train_many(models: list, train: tuple[np.ndarray, np.ndarray], val: tuple[np
                 best_rows[i], best_epochs[i], bad[i], improved[i] = row, epoch, 0, True
             else:
                 bad[i] += 1
-            stopped[i] = bool(cfg.patience and bad[i] >= cfg.patience)
+            stopped[i] = bool(cfg.patience and bad[i] >= cfg.patience and epoch >= cfg.min_epochs)
         if improved.any():
             keep = jnp.asarray(improved)
             best = jax.tree.map(lambda b_, c_: jnp.where(keep.reshape((S,) + (1,) * (c_.ndim - 1)), c_, b_)

@@ -169,3 +169,11 @@ def test_train_many_vmaps_seeds_like_sequential_fits():
                                    rtol=1e-2)
         np.testing.assert_allclose(training.evaluate(m, X[120:], y[120:])["probs"],
                                    training.evaluate(ref_model, X[120:], y[120:])["probs"], atol=1e-2)
+
+
+def test_min_epochs_floors_early_stopping():
+    X, y = toy_data()
+    y_noise = np.random.default_rng(123).integers(0, 3, len(y)).astype(np.int32)
+    cfg = CFG.replace(epochs=12, patience=1, monitor="val_loss", min_epochs=7)
+    res = training.fit(TinyNet(), (X[:90], y[:90]), (X[90:], y_noise[90:]), cfg, progress=False)
+    assert res.epochs_run >= 7
