@@ -412,6 +412,7 @@ def attention_over_logmel(logmel: np.ndarray, weights: np.ndarray, *, sr: int, h
     edges = np.linspace(0, duration, len(w) + 1)
     axes[1, 0].stairs(w, edges, fill=True, alpha=0.6, color="C1")
     axes[1, 0].axhline(1 / len(w), color="grey", ls="--", lw=1, label="uniform")
+    axes[1, 0].set_xlim(0, duration)
     axes[1, 0].legend(fontsize=8, loc="upper right")
     _label(axes[1, 0], "", "time (s)", "weight")
     return fig

@@ -369,7 +369,7 @@ def run_notebooks(corpus: str = "synthetic", profile: str = "quick",
     if prepare_corpus:
         from .corpora import load_corpus
 
-        log(f"corpus {corpus}: {len(load_corpus(corpus))} utterances")
+        log(f"corpus {corpus}: {len(load_corpus(corpus, (params or {}).get('corpus_root')))} utterances")
     injected = {"corpus": corpus, "profile": profile, "data_dir": str(config.data_dir()),
                 "results_dir": str(config.results_dir()), "interactive": False}
     injected.update(params or {})
