@@ -147,7 +147,7 @@ class AEFusion(nnx.Module):
             raise ConfigError(f"ae_fusion: the encoder was built for input {tuple(encoder.input_shape)}, "
                               f"the model for {tuple(input_shape)}; use the same feature settings")
         self.encoder = freeze(encoder)
-        self.cnn = BaselineCNN(num_classes, input_shape, rngs=rngs, **cnn_kw)
+        self.cnn = BaselineCNN(num_classes, input_shape, with_output_layer=False, rngs=rngs, **cnn_kw)
         self.code_fc = dense(encoder.code_features, code_units, rngs=rngs)
         self.code_bn = batch_norm(code_units, rngs=rngs)
         self.fusion = dense(self.cnn.out_features + code_units, fusion_units, rngs=rngs)

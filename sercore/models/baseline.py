@@ -33,12 +33,14 @@ class BaselineCNN(nnx.Module):
     dense_units : int
     dropout : float
         The two dropouts around the dense layer's BatchNorm/ReLU.
+    with_output_layer : bool
+        False builds the feature extractor only (``embed``), as ``ae_fusion`` uses it.
     rngs : nnx.Rngs
     """
 
     def __init__(self, num_classes: int, input_shape: Sequence[int], *, channels=CHANNELS,
                  block_dropouts=(0.3, 0.3, 0.4, 0.4), dense_units: int = 64, dropout: float = 0.5,
-                 rngs: nnx.Rngs):
+                 with_output_layer: bool = True, rngs: nnx.Rngs):
         self.recurrent_steps = None
         self.cnn = LFLBStack(input_shape[-1], channels, tuple(zip(FREQ_POOLS, TIME_POOLS)),
                              dropouts=block_dropouts, rngs=rngs)
@@ -46,7 +48,7 @@ class BaselineCNN(nnx.Module):
         self.dropout1 = nnx.Dropout(dropout, rngs=rngs)
         self.bn = batch_norm(dense_units, rngs=rngs)
         self.dropout2 = nnx.Dropout(dropout, rngs=rngs)
-        self.out = dense(dense_units, num_classes, rngs=rngs)
+        self.out = dense(dense_units, num_classes, rngs=rngs) if with_output_layer else None
         self.out_features = dense_units
 
     def embed(self, x: jax.Array) -> jax.Array:
