@@ -369,19 +369,16 @@ def binned_error(data, *, x: str, error: str = "error", bins: Sequence[float], x
     import pandas as pd
     import seaborn as sns
 
-    d = data.assign(_bin=pd.cut(data[x], bins=bins, include_lowest=True).astype(str),
+    order = [f"{bins[i]:g}-{bins[i + 1]:g}" for i in range(len(bins) - 1)]
+    d = data.assign(_bin=pd.cut(data[x], bins=bins, labels=order, include_lowest=True).astype(str),
                     _err=100 * data[error].astype(float))
-    order = [str(b) for b in pd.cut(pd.Series(bins[:-1], dtype=float) + 1e-9, bins=bins,
-                                     include_lowest=True).cat.categories]
     fig, axes = _figure(size=(7, 3.8))
     ax = axes[0, 0]
     sns.barplot(data=d, x="_bin", y="_err", hue=hue, order=[o for o in order if o in set(d["_bin"])],
                 errorbar=("ci", 95), capsize=0.1, ax=ax, err_kws={"linewidth": 1})
     counts = d["_bin"].value_counts()
-    for i, label in enumerate([o for o in order if o in set(d["_bin"])]):
-        ax.text(i, 1, f"n={counts[label]}", ha="center", va="bottom", fontsize=8, color="white",
-                fontweight="bold")
-    ax.tick_params(axis="x", rotation=20)
+    shown = [o for o in order if o in set(d["_bin"])]
+    ax.set_xticks(range(len(shown)), [f"{b}\nn={counts[b]}" for b in shown])
     _label(ax, title, xlabel, "model error rate (%)")
     return fig
 
