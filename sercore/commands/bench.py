@@ -1,0 +1,46 @@
+"""``sercore bench``: training/inference throughput of the models and log-mel extraction speed."""
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_REFERENCE_DIR = "../shared/bench"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench", help="measure training/inference samples/s of the models (prints a table, writes JSON)",
+        description="Measure each model's parameters, GFLOP per sample, training (batch 32, Adam) and "
+                    "inference (batch 64) samples/s (median [min-max] of timed repeats after warm-up), "
+                    "first-step compile time and share of this CPU's FP32 peak, plus log-mel extraction "
+                    "clips/s. Never part of the tests; figures drift 10 %% between runs on shared machines, "
+                    "so compare frameworks within one run (--torch/--tf).")
+    p.add_argument("--models", default=None,
+                   help="comma-separated model names (default: zhao2d,poolfix2d,attn_blstm,td_cnn_lstm)")
+    p.add_argument("--steps", type=int, default=None, help="steps per timed repeat (default 5; --quick 2)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3; --quick 1)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps after compilation (default 1)")
+    p.add_argument("--out", default="reports/bench.json", help="JSON output file (default reports/bench.json)")
+    p.add_argument("--quick", action="store_true", help="zhao2d only, 2 steps x 1 repeat, no feature timing")
+    p.add_argument("--no-features", action="store_true", help="skip the log-mel extraction timing")
+    p.add_argument("--torch", metavar="PYTHON", default=None,
+                   help="also run the PyTorch reference zhao2d with this interpreter (e.g. /tmp/bench-venv-torch/bin/python)")
+    p.add_argument("--tf", metavar="PYTHON", default=None,
+                   help="also run the Keras reference zhao2d with this interpreter (e.g. /tmp/bench-venv-tf/bin/python)")
+    p.add_argument("--reference-dir", default=DEFAULT_REFERENCE_DIR,
+                   help=f"folder holding bench_torch.py / bench_tf.py (default {DEFAULT_REFERENCE_DIR})")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..bench import DEFAULT_MODELS, run_bench
+
+    if args.models:
+        models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    else:
+        models = ("zhao2d",) if args.quick else DEFAULT_MODELS
+    steps = args.steps if args.steps is not None else (2 if args.quick else 5)
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    run_bench(models, steps=steps, repeats=repeats, warmup=args.warmup, out=args.out,
+              features=not (args.quick or args.no_features), reference_dir=args.reference_dir,
+              torch_python=args.torch, tf_python=args.tf)
+    return 0

@@ -1,0 +1,113 @@
+"""sercore.ops: values and gradients equal to the lax reference; models train the same with them."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from jax import lax
+
+from sercore import ops
+from sercore.errors import ConfigError
+
+DN = ("NHWC", "HWIO", "NHWC")
+RTOL, ATOL = 1e-5, 1e-4
+
+
+def _ref_conv(x, w, padding):
+    return lax.conv_general_dilated(x, w, (1, 1), padding.upper(), dimension_numbers=DN)
+
+
+def _ref_pool(x, window, padding):
+    dims = (1, *window, 1)
+    return lax.reduce_window(x, -jnp.inf, lax.max, dims, dims, padding.upper())
+
+
+def _grads(f, *args):
+    # A non-uniform cotangent so every output position carries a different weight.
+    def loss(*a):
+        y = f(*a)
+        return jnp.sum(y * jnp.cos(jnp.arange(y.size, dtype=y.dtype).reshape(y.shape)))
+    return jax.jit(jax.grad(loss, argnums=tuple(range(len(args)))))(*args)   # one compile, not one per op
+
+
+@pytest.mark.parametrize("shape,kernel,padding", [
+    ((2, 16, 25, 1), (3, 3), "same"),      # first LFLB: one input channel, odd width
+    ((2, 7, 10, 3), (5, 3), "same"),
+    ((1, 8, 11, 4), (3, 3), "valid"),
+    ((2, 6, 9, 3), (2, 4), "same"),        # even kernels: extra padding at the end, as XLA's SAME
+])
+def test_conv2d_matches_lax(shape, kernel, padding):
+    kx, kw, kb = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(kx, shape)
+    w = jax.random.normal(kw, (*kernel, shape[-1], 6)) * 0.3
+    b = jax.random.normal(kb, (6,))
+    np.testing.assert_allclose(ops.conv2d(x, w, b, padding=padding), _ref_conv(x, w, padding) + b,
+                               rtol=RTOL, atol=ATOL)
+    got = _grads(lambda x, w, b: ops.conv2d(x, w, b, padding=padding), x, w, b)
+    want = _grads(lambda x, w, b: _ref_conv(x, w, padding) + b, x, w, b)
+    for g, r in zip(got, want):
+        assert g.shape == r.shape and g.dtype == r.dtype
+        np.testing.assert_allclose(g, r, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_conv1d_matches_lax(padding):
+    x = jax.random.normal(jax.random.key(1), (2, 50, 3))
+    w = jax.random.normal(jax.random.key(2), (3, 3, 4))
+    ref = lambda x, w: lax.conv_general_dilated(x, w, (1,), padding.upper(), dimension_numbers=("NWC", "WIO", "NWC"))
+    np.testing.assert_allclose(ops.conv1d(x, w, padding=padding), ref(x, w), rtol=RTOL, atol=ATOL)
+    for g, r in zip(_grads(lambda x, w: ops.conv1d(x, w, padding=padding), x, w), _grads(ref, x, w)):
+        np.testing.assert_allclose(g, r, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("shape,window", [
+    ((1, 8, 251, 2), (2, 2)),     # zhao2d block 1: 251 frames -> 126, one pad column
+    ((2, 16, 32, 3), (4, 4)),
+    ((1, 1, 2, 2), (4, 4)),       # the last block of zhao2d: every window mostly padding
+    ((2, 13, 10, 3), (4, 2)),     # poolfix: smaller time pool
+])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_max_pool2d_matches_reduce_window(shape, window, padding):
+    # Rounded values: many ties per window, where the gradient must go to the first maximum
+    # (row-major), as select_and_scatter does.
+    x = jnp.round(2 * jax.random.normal(jax.random.key(3), shape)) / 2
+    if padding == "valid" and min(shape[1] // window[0], shape[2] // window[1]) == 0:
+        pytest.skip("no whole window")
+    y = ops.max_pool2d(x, window, padding)
+    ref = _ref_pool(x, window, padding)
+    assert y.shape == ref.shape == (shape[0], ops.pool_output_size(shape[1], window[0], padding),
+                                    ops.pool_output_size(shape[2], window[1], padding), shape[3])
+    np.testing.assert_array_equal(y, ref)
+    (g,), (r,) = _grads(lambda x: ops.max_pool2d(x, window, padding), x), _grads(lambda x: _ref_pool(x, window, padding), x)
+    np.testing.assert_array_equal(g, r)
+
+
+def test_max_pool_matches_flax_and_1d():
+    x = jax.random.normal(jax.random.key(4), (2, 37, 5))
+    np.testing.assert_array_equal(ops.max_pool1d(x, 4), nnx.max_pool(x, (4,), strides=(4,), padding="SAME"))
+    np.testing.assert_array_equal(ops.max_pool1d(x, 4, "valid"), nnx.max_pool(x, (4,), strides=(4,), padding="VALID"))
+    x2 = jnp.round(jax.random.normal(jax.random.key(5), (2, 9, 11, 3)))
+    (g,) = _grads(lambda x: ops.max_pool2d(x, 2), x2)
+    (r,) = _grads(lambda x: nnx.max_pool(x, (2, 2), strides=(2, 2), padding="SAME"), x2)
+    np.testing.assert_array_equal(g, r)
+
+
+def test_jit_and_vmap():
+    x = jax.random.normal(jax.random.key(6), (3, 2, 8, 10, 2))    # (folds, B, H, W, C)
+    w = jax.random.normal(jax.random.key(7), (3, 3, 3, 2, 4))
+    f = lambda x, w: jnp.sum(ops.max_pool2d(ops.conv2d(x, w), (2, 2)) ** 2)
+    g = jax.jit(jax.vmap(jax.grad(f, argnums=1)))(x, w)
+    r = jax.vmap(jax.grad(lambda x, w: jnp.sum(_ref_pool(_ref_conv(x, w, "same"), (2, 2), "same") ** 2), argnums=1))(x, w)
+    np.testing.assert_allclose(g, r, rtol=RTOL, atol=1e-3)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: ops.conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 3, 1))),         # channel mismatch
+    lambda: ops.conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 1)), padding="full"),
+    lambda: ops.max_pool2d(jnp.ones((4, 4, 2)), 2),                              # no batch axis
+    lambda: ops.max_pool2d(jnp.ones((1, 4, 4, 2)), 2, padding="causal"),
+])
+def test_bad_input_raises_config_error(call):
+    with pytest.raises(ConfigError):
+        call()
