@@ -247,14 +247,22 @@ def _header_html(meta: Mapping[str, Any]) -> str:
     rows = [("corpus", meta["corpus"]), ("profile", meta["profile"]), ("date", meta["date"]),
             ("sercore commit", meta["commit"]), ("run time", _fmt_seconds(meta["runtime_s"])),
             ("parameters", params)]
-    cells = "".join(f"<tr><td><b>{_html.escape(k)}</b></td><td>{_html.escape(str(v))}</td></tr>"
+    cells = "".join(f"<tr><td><b>{_html.escape(k)}</b></td><td>{_html.escape(_in_checkout(v))}</td></tr>"
                     for k, v in rows)
     return (f'<div class="sercore-header"><button type="button" '
             f'onclick="document.body.classList.toggle(\'sercore-show-code\')">Show/hide code</button>'
             f'<a href="../index.html">&larr; all reports</a> &middot; sercore report '
             f'<b>{_html.escape(meta["name"])}</b><table>{cells}</table>'
             f'Progress bars and warnings (stderr) are left out here; they are kept in the executed '
-            f'notebook <code>{_html.escape(meta.get("executed_notebook", ""))}</code>.</div>')
+            f'notebook <code>{_html.escape(_in_checkout(meta.get("executed_notebook", "")))}</code>.</div>')
+
+
+def _in_checkout(value) -> str:
+    """``str(value)`` with this checkout's absolute path dropped (committed reports name no home folders)."""
+    text = str(value)
+    if config.REPO_DIR is not None:
+        text = text.replace(str(config.REPO_DIR) + os.sep, "").replace(str(config.REPO_DIR), ".")
+    return text
 
 
 def render_html(nb, html_path: str | os.PathLike, meta: Mapping[str, Any] | None = None) -> Path:
