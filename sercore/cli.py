@@ -24,7 +24,10 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="sercore", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="sercore",
+        description="sercore: a reproducible study kit for speech emotion recognition (JAX + Flax NNX).",
+        epilog="Run `sercore COMMAND --help` for a command's options. Docs: README.md in the checkout.")
     parser.add_argument("--version", action="version", version=f"sercore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
