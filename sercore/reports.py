@@ -460,7 +460,7 @@ def write_index(reports_dir: str | os.PathLike | None = None) -> Path:
     sections = []
     for corpus, metas in sorted(by_corpus.items()):
         rows = "".join(
-            f'<tr><td><a href="{esc(m["html"])}">{esc(m["name"][:2])}. {esc(m["title"])}</a></td>'
+            f'<tr><td><a href="{esc(m["html"])}">{esc(m["title"])}</a></td>'
             f'<td>{esc(m["corpus"])}</td><td>{esc(m["profile"])}</td><td>{esc(m["date"])}</td>'
             f'<td><code>{esc(m["commit"])}</code></td><td>{esc(_fmt_seconds(m["runtime_s"]))}</td></tr>'
             for m in metas)
@@ -476,7 +476,7 @@ body{{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width
   padding:0 1em;color:#222;line-height:1.45}}
 table{{border-collapse:collapse;width:100%;margin-bottom:1.5em}}
 th,td{{text-align:left;padding:6px 10px;border-bottom:1px solid #ddd;font-size:14px}}
-th{{background:#f6f8fa}} a{{color:#0969da}} code{{font-size:13px}}
+th{{background:#f6f8fa}} a{{color:#0969da}} code{{font-size:13px}} td+td{{white-space:nowrap}}
 </style></head><body>
 <h1>sercore reports</h1>
 <p>Speech emotion recognition study: each report is a notebook from <code>notebooks/</code> executed
