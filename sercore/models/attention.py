@@ -39,7 +39,7 @@ class AttnBLSTM(nnx.Module):
     attention_units : int
     dense_units : sequence of int
     dropout : float
-        Dropout after each dense layer of the head.
+        Dropout before the output layer.
     rngs : nnx.Rngs
     """
 

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from .. import ops
 from ..errors import ConfigError
 
 KERNEL_INIT = nnx.initializers.glorot_uniform()
@@ -91,8 +92,26 @@ def max_pool(x: jax.Array, window: Sequence[int], padding: str = "SAME") -> jax.
     padding : {'same', 'valid'}
         'same' pads with -inf at the end (TensorFlow placement), so a partial window is kept.
     """
+    if len(window) == 2 and x.ndim == 4:          # sercore.ops: same values and gradients, fast backward
+        return ops.max_pool2d(x, tuple(window), padding.lower())
+    if len(window) == 1 and x.ndim == 3:
+        return ops.max_pool1d(x, window[0], padding.lower())
     dims = (1, *window, 1)
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, dims, padding.upper())
+
+
+def conv(layer: nnx.Conv, x: jax.Array) -> jax.Array:
+    """Apply a stride-1 ``nnx.Conv`` with :mod:`sercore.ops` (same values, fast backward on CPU)."""
+    kernel, bias = layer.kernel[...], None if layer.bias is None else layer.bias[...]
+    padding = layer.padding.lower() if isinstance(layer.padding, str) else None
+    strides = layer.strides if isinstance(layer.strides, (tuple, list)) else (layer.strides,)
+    if any(s not in (None, 1) for s in strides) or layer.feature_group_count != 1:
+        return layer(x)
+    if padding in ("same", "valid") and x.ndim == kernel.ndim == 4:
+        return ops.conv2d(x, kernel, bias, padding=padding)
+    if padding in ("same", "valid") and x.ndim == kernel.ndim == 3:
+        return ops.conv1d(x, kernel, bias, padding=padding)
+    return layer(x)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -129,7 +148,7 @@ class LFLB(nnx.Module):
         self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = max_pool(nnx.elu(self.bn(self.conv(x))), self.pool, self.pool_padding)
+        x = max_pool(nnx.elu(self.bn(conv(self.conv, x))), self.pool, self.pool_padding)
         return x if self.dropout is None else self.dropout(x)
 
 

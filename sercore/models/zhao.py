@@ -9,7 +9,9 @@ Decisions the documents leave open (besides the conventions in :mod:`sercore.mod
 
 * Pool padding: a parameter. 'same' (the default, as the PyTorch reference's ``ceil_mode=True``)
   gives 128x251 -> 1x2x128, so the LSTM runs 2 steps; 'valid' gives 1x1x128 as seed 000 reports
-  (one step: the LSTM is a gated dense layer, see :mod:`sercore.models.analysis`).
+  (one step: the LSTM is a gated dense layer, see :mod:`sercore.models.analysis`). XLA's 'SAME'
+  centres the -inf padding (e.g. 126 frames pooled by 4: one pad column before, one after) where
+  PyTorch's ``ceil_mode`` pads after; output sizes and cost are the same, window alignment differs.
 * Sequence: the CNN output (F', T', C) becomes T' steps of F'*C features (time is the sequence axis).
 * The LSTM's last output feeds Dense(K); the softmax is folded into the loss (logits out).
 * ``zhao2d_dense``: seed 000 says only "two dense layers"; sercore flattens the CNN output and uses
