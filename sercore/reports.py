@@ -759,7 +759,8 @@ def paired_difference(results, a: str, b: str, *, metric: str = "uar", column: s
         return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0, "wins": 0}
     d = (wide[b] - wide[a]).dropna().to_numpy()
     s = spread(d)
-    return {"mean": s["mean"], "low": s["low"], "high": s["high"], "n": int(d.size), "wins": int((d > 0).sum())}
+    low, high = (max(-1.0, s["low"]), min(1.0, s["high"])) if d.size > 1 else (s["low"], s["high"])
+    return {"mean": s["mean"], "low": low, "high": high, "n": int(d.size), "wins": int((d > 0).sum())}
 
 
 def direction_verdict(diff: Mapping[str, float], *, claim: str = "higher", comparable: bool = True,
