@@ -111,3 +111,44 @@ def test_jit_and_vmap():
 def test_bad_input_raises_config_error(call):
     with pytest.raises(ConfigError):
         call()
+
+
+def _train_losses(model_name, x, y, steps=4):
+    from sercore import models
+
+    model = models.create(model_name, num_classes=3, input_shape=x.shape[1:], seed=0)
+    model.train()
+    optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, optimizer):
+        def loss_fn(model):
+            return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    losses = [float(step(model, optimizer)) for _ in range(steps)]
+    return np.array(losses), nnx.state(model, nnx.Param)
+
+
+@pytest.mark.parametrize("model_name,input_shape", [("zhao2d", (16, 40, 1)), ("zhao1d", (512, 1))])
+def test_models_train_the_same_with_fast_ops(monkeypatch, model_name, input_shape):
+    """No loss of accuracy: same seed, same batches -> the same loss curve and weights as the
+    straightforward nnx.Conv + lax.reduce_window implementation, within float32 tolerance."""
+    from sercore.models import blocks
+
+    x = jax.random.normal(jax.random.key(8), (6, *input_shape))
+    y = jnp.array([0, 1, 2, 0, 1, 2])
+    fast_losses, fast_params = _train_losses(model_name, x, y)
+    with monkeypatch.context() as m:
+        m.setattr(blocks, "conv", lambda layer, x: layer(x))
+        m.setattr(blocks, "max_pool", lambda x, window, padding="SAME": lax.reduce_window(
+            x, -jnp.inf, lax.max, (1, *window, 1), (1, *window, 1), padding.upper()))
+        plain_losses, plain_params = _train_losses(model_name, x, y)
+    assert np.all(np.isfinite(fast_losses)) and fast_losses[-1] < fast_losses[0]
+    np.testing.assert_allclose(fast_losses, plain_losses, rtol=1e-3, atol=1e-5)
+    # Conv biases feed BatchNorm, so their true gradient is 0 and both runs see only rounding noise,
+    # which Adam scales up to steps of up to lr: weights can differ by up to lr * steps there.
+    for a, b in zip(jax.tree.leaves(fast_params), jax.tree.leaves(plain_params)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=2 * 1e-3 * len(fast_losses))
