@@ -70,6 +70,10 @@ class Profile:
         Model seeds; every fold is trained once per seed.
     augment : dict or None
         AWGN augmentation of the training rows: ``{"copies": int, "snr_db": (low, high)}``; None = off.
+    model_kwargs : dict
+        Per-model constructor arguments, ``{model name: {kwarg: value}}``, merged under a study's own
+        ``model_kwargs``. Profiles with a coarser hop use it to keep the windowed models' windows at the
+        duration the papers meant (see :func:`windows_at_hop`).
     description : str
     """
 
@@ -80,6 +84,7 @@ class Profile:
     folds: int | None = None
     seeds: tuple[int, ...] = (0,)
     augment: dict | None = None
+    model_kwargs: dict = field(default_factory=dict)
     description: str = ""
 
     def replace(self, **kw) -> "Profile":
@@ -89,12 +94,29 @@ class Profile:
         return dataclasses.asdict(self)
 
 
+def windows_at_hop(hop_length: int, *, reference_hop: int = 256) -> dict:
+    """Window settings of the windowed models at ``hop_length``, the same durations as at the
+    reference hop (the models' defaults are in frames of hop 256: ``td_*`` 32-frame windows with step
+    16, ~0.5 s; ``dcnn_blstm_attn`` 64-frame segments with 50 % overlap, ~1 s).
+
+    >>> windows_at_hop(768)["td_cnn_lstm"]
+    {'window_size': 11, 'window_step': 5}
+    """
+    def frames(n: int) -> int:
+        return max(2, round(n * reference_hop / hop_length))
+
+    td = {"window_size": frames(32), "window_step": frames(16)}
+    segment = frames(64)
+    return {"td_cnn_lstm": td, "td_cnn_bilstm": td,
+            "dcnn_blstm_attn": {"segment_frames": segment, "segment_step": max(1, round(segment / 2))}}
+
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
         features={"n_mels": 32, "duration": 1.0, "hop_length": 512, "n_fft": 512},
         train={"epochs": 2, "batch_size": 16, "patience": 2, "learning_rate": 1e-3, "bn_momentum": 0.9},
-        k=5, folds=2, seeds=(0,),
+        k=5, folds=2, seeds=(0,), model_kwargs=windows_at_hop(512),
         description="pipeline check for tests/CI: tiny inputs, 2 epochs, 2 folds",
     ),
     "quick": Profile(
@@ -102,7 +124,7 @@ PROFILES: dict[str, Profile] = {
         features={"n_mels": 40, "duration": 3.0, "hop_length": 768, "n_fft": 1024},
         train={"epochs": 12, "batch_size": 32, "patience": 4, "min_epochs": 6, "learning_rate": 1e-3,
                "bn_momentum": 0.9},
-        k=5, folds=None, seeds=(0,),
+        k=5, folds=None, seeds=(0,), model_kwargs=windows_at_hop(768),
         description="main CPU job: 40x63 inputs (3 s), all 5 folds, <= 12 epochs, one seed",
     ),
     "full": Profile(

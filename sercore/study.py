@@ -249,6 +249,8 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
     df = df.reset_index(drop=True)
     labels = sorted(df["emotion"].astype(str).unique())
     cfg_feat = feature_config_for(model, prof, features)
+    # the profile's per-model settings (e.g. window lengths that keep their duration at a coarser hop)
+    model_kwargs = {**prof.model_kwargs.get(model, {}), **(model_kwargs or {})}
     tcfg = TrainConfig.from_dict({**prof.train})
     X = extract_features(df, cfg_feat, progress=show)
     run_protocol = protocol
