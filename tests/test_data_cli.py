@@ -107,3 +107,15 @@ def test_synth_passes_its_options(tmp_path, monkeypatch, capsys):
 def test_data_without_subcommand_prints_help(capsys):
     assert main(["data"]) == 2
     assert "info" in capsys.readouterr().out
+
+
+def test_cli_baseline_on_the_small_synthetic_corpus(data_dir, capsys):
+    """`sercore data baseline` prints a speaker-independent accuracy computed on the corpus."""
+    from sercore.cli import main
+
+    assert main(["data", "baseline", "synthetic-small", "--folds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "speaker-independent accuracy per fold" in out
+    mean = float(out.split("mean ")[1].split()[0])
+    assert 0.0 <= mean <= 1.0
+    assert "chance 0.143" in out

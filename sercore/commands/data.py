@@ -58,6 +58,15 @@ def register(subparsers) -> None:
                    "data/raw/synthetic-small)")
     p.set_defaults(func=cmd_synth)
 
+    p = sub.add_parser("baseline", help="how hard is a corpus? speaker-independent accuracy of a "
+                       "simple classifier (log-mel statistics + logistic regression)")
+    p.add_argument("corpus", metavar="CORPUS", help=corpus_help)
+    p.add_argument("--root", metavar="PATH", help="corpus folder (default as for `info`)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--folds", type=int, default=5,
+                   help="speaker folds (default 5; at most the number of speakers)")
+    p.set_defaults(func=cmd_baseline)
+
 
 def _counts(series, label: str) -> str:
     table = series.value_counts().rename_axis(label).reset_index(name="n")
@@ -102,6 +111,20 @@ def cmd_info(args) -> int:
 
     df = load_corpus(args.corpus, root=args.root, on_error="skip" if args.skip_bad else "raise")
     print(format_info(df, corpus_dir(args.corpus, args.root)[0]))
+    return 0
+
+
+def cmd_baseline(args) -> int:
+    from ..corpora import load_corpus
+    from ..synth import baseline_accuracy
+
+    df = load_corpus(args.corpus, root=args.root)
+    res = baseline_accuracy(df, seed=args.seed, n_splits=args.folds)
+    folds = " ".join(f"{a:.3f}" for a in res["fold_accuracy"])
+    print(f"{args.corpus}: {res['n_utterances']} utterances, {res['n_speakers']} speakers\n"
+          f"classifier: {res['classifier']}\nfeatures: {res['features']}\n"
+          f"speaker-independent accuracy per fold: {folds}\n"
+          f"mean {res['mean_accuracy']:.3f} (sd {res['std_accuracy']:.3f}); chance {res['chance']:.3f}")
     return 0
 
 
