@@ -107,3 +107,13 @@ def test_recurrent_steps_table():
              for name in ("zhao2d", "zhao2d_dense", "poolfix2d", "td_cnn_bilstm", "zhao1d")}
     assert steps == {"zhao2d": 2, "zhao2d_dense": None, "poolfix2d": 32, "td_cnn_bilstm": 14,
                      "zhao1d": 250}
+
+
+def test_parameter_table_matches_documented_counts():
+    """Our counts beside the documents': Keras counting and seed 002's summary match exactly; the PyTorch
+    reference differs by exactly its second LSTM bias (2 x 4 x 256)."""
+    table = analysis.parameter_table().set_index(["model", "documented by"])
+    diffs = table["difference (trainable)"].tolist()
+    assert sorted(diffs) == [-1024, 0, 0]
+    td = table.xs("td_cnn_bilstm", level="model").iloc[0]
+    assert td["ours trainable"] + td["ours non-trainable"] == 372_423

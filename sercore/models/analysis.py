@@ -199,3 +199,46 @@ def one_step_lstm_equivalence(cell: nnx.OptimizedLSTMCell | None = None, x: jax.
         "forget_gate_grad_norm": float(jnp.linalg.norm(grads.dense_i.kernel[...][:, h:2 * h])
                                        + jnp.linalg.norm(grads.dense_h.bias[...][h:2 * h])),
     }
+
+
+#: Parameter counts given by the source documents (or their reference code), to print beside ours.
+DOCUMENTED_COUNTS = [
+    dict(model="zhao2d", input_shape=(128, 251, 1), kwargs={}, source="../shared/bench PyTorch reference "
+         "(same net, counted from its layers)", trainable=656_839, non_trainable=0,
+         note="PyTorch's LSTM keeps two bias vectors (b_ih and b_hh): 2 x 4 x 256 = 1,024 more trainable "
+              "scalars; its BatchNorm running statistics are buffers, not parameters"),
+    dict(model="zhao2d", input_shape=(128, 251, 1), kwargs={}, source="Keras (000's reimplementation; "
+         "../shared/bench Keras reference)", trainable=655_815, non_trainable=768,
+         note="same layers and counting as Keras: one LSTM bias, BatchNorm statistics non-trainable"),
+    dict(model="td_cnn_bilstm", input_shape=(128, 219, 1), kwargs="SEED002_TD_BILSTM",
+         source="seed 002's Keras summary (2D CNN-BiLSTM time distributed)", trainable=371_399,
+         non_trainable=1_024,
+         note="rebuilt from the summary's output shapes (18 windows of 128 x 5, 128-channel 'valid' 2x2/2x1 "
+              "convs); the summary prints 496 features per window, but its BiLSTM count needs 896: a typo"),
+]
+
+
+def parameter_table(rows=None):
+    """Our parameter counts beside the documents' (:data:`DOCUMENTED_COUNTS`), computed now.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per documented count: model, input, source, documented trainable / non-trainable,
+        ours, the difference in trainable parameters, and why they differ.
+    """
+    import pandas as pd
+
+    from . import create
+    from .timedist import SEED002_TD_BILSTM
+
+    out = []
+    for r in rows or DOCUMENTED_COUNTS:
+        kwargs = SEED002_TD_BILSTM if r["kwargs"] == "SEED002_TD_BILSTM" else r["kwargs"]
+        model = nnx.eval_shape(lambda: create(r["model"], num_classes=7, input_shape=r["input_shape"], **kwargs))
+        ours_t, ours_n = count_params(model, "trainable"), count_params(model, "non_trainable")
+        out.append({"model": r["model"], "input": "x".join(map(str, r["input_shape"])), "documented by": r["source"],
+                    "documented trainable": r["trainable"], "documented non-trainable": r["non_trainable"],
+                    "ours trainable": ours_t, "ours non-trainable": ours_n,
+                    "difference (trainable)": ours_t - r["trainable"], "why": r["note"]})
+    return pd.DataFrame(out)
