@@ -6,6 +6,7 @@ then ``$SERCORE_DATA_DIR/raw/<corpus>``, then ``data/raw/<corpus>`` in this chec
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -49,3 +50,13 @@ def reports_dir() -> Path:
     if REPO_DIR is not None:
         return REPO_DIR / "reports"
     return data_dir() / "reports"
+
+
+def quiet() -> bool:
+    """True when progress bars should stay off: ``SERCORE_QUIET=1``, ``CI`` set, or stderr not a TTY
+    (papermill, CI logs, pipes)."""
+    if os.environ.get("SERCORE_QUIET", "") not in ("", "0"):
+        return True
+    if os.environ.get("CI"):
+        return True
+    return not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())

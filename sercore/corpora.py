@@ -544,7 +544,8 @@ def _synthetic_rows(name: str, folder: Path) -> list[dict]:
         from .synth import generate_corpus  # imported here: only needed to create the corpus
 
         seed = _synthetic_stamp(folder).get("seed", 0)
-        generate_corpus(folder, size="small" if name == "synthetic-small" else "full", seed=seed)
+        generate_corpus(folder, size="small" if name == "synthetic-small" else "full", seed=seed,
+                        progress=not config.quiet())
         if not meta.is_file():
             raise CorpusError(f"sercore.synth.generate_corpus did not write {meta}; delete "
                               f"{folder} and run `sercore data synth`")

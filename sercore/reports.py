@@ -167,10 +167,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def _quiet() -> bool:
-    return bool(os.environ.get("CI")) or not sys.stderr.isatty()
-
-
 def execute_notebook(path: str | os.PathLike, output_path: str | os.PathLike,
                      parameters: Mapping[str, Any] | None = None, *, kernel_name: str = KERNEL_NAME,
                      progress: bool | None = None, start_timeout: int = 120):
@@ -206,7 +202,7 @@ def execute_notebook(path: str | os.PathLike, output_path: str | os.PathLike,
     name = path.stem
     output_path.parent.mkdir(parents=True, exist_ok=True)
     if progress is None:
-        progress = not _quiet()
+        progress = not config.quiet()
     try:
         pm.execute_notebook(str(path), str(output_path), parameters=dict(parameters or {}),
                             kernel_name=kernel_name, cwd=str(path.parent), progress_bar=progress,

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .config import quiet  # noqa: F401  (re-exported: sercore.training.quiet)
 
 
 @dataclass(frozen=True)
@@ -160,16 +161,6 @@ class FitResult:
 
 # --------------------------------------------------------------------------------------------------
 # progress
-
-
-def quiet() -> bool:
-    """True when progress bars should stay off: ``SERCORE_QUIET=1``, ``CI`` set, or stderr not a TTY
-    (papermill, CI logs, pipes)."""
-    if os.environ.get("SERCORE_QUIET", "") not in ("", "0"):
-        return True
-    if os.environ.get("CI"):
-        return True
-    return not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
 
 
 # --------------------------------------------------------------------------------------------------
