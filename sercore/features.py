@@ -308,7 +308,14 @@ def _single_blas_thread():
 
 
 def _warm_worker():
-    """Process-pool initializer: imports and the mel filterbank done once per worker."""
+    """Process-pool initializer: imports and the mel filterbank done once per worker.
+
+    Workers ignore Ctrl-C: the parent handles the interrupt and shuts the pool down, so an
+    interrupted run (or a notebook kernel shutting down) prints one message, not a traceback per worker.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     compute(np.zeros(4096, np.float32), FeatureConfig(kind="logmel", duration=4096 / 16000))
 
 
