@@ -42,7 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .audio import add_awgn, fix_length, load_audio, random_snr
-from .errors import AudioError, CacheError, ConfigError
+from .errors import CacheError, ConfigError
 
 __all__ = [
     "FEATURE_CODE_VERSION", "FEATURE_KINDS", "FeatureConfig", "compute", "extract_features",
@@ -345,16 +345,9 @@ atexit.register(_shutdown_pool)
 
 
 def _run_chunk(fn, tasks):
-    """Run ``fn(*args)`` for each task; an AudioError comes back as data so its path survives pickling."""
-    out = []
-    for args in tasks:
-        try:
-            out.append(fn(*args))
-        except AudioError as err:
-            message = str(err)
-            prefix = f"{err.path}: "
-            return ("__audio_error__", err.path, message[len(prefix):] if message.startswith(prefix) else message)
-    return out
+    """Run ``fn(*args)`` for each task. An AudioError raised in a worker pickles with its path
+    (:meth:`sercore.errors.AudioError.__reduce__`) and is re-raised by ``future.result()``."""
+    return [fn(*args) for args in tasks]
 
 
 def _progress_disabled(progress: bool) -> bool:
@@ -408,8 +401,6 @@ def _map_files(fn, tasks: list[tuple], n_jobs: int | None, progress: bool, desc:
 
 
 def _store_chunk(results, start, res, bar):
-    if isinstance(res, tuple) and res and res[0] == "__audio_error__":
-        raise AudioError(res[1], res[2])
     results[start:start + len(res)] = res
     bar.update(len(res))
 
