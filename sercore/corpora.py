@@ -530,20 +530,14 @@ def _synthetic_stamp(folder: Path) -> dict:
         return {}
 
 
-def _synthetic_is_outdated(folder: Path) -> bool:
-    """True for a corpus written by an older synthesiser: it is regenerated (same seed)."""
-    from .synth import GENERATOR_VERSION
-
-    stamp = _synthetic_stamp(folder)
-    return bool(stamp) and stamp.get("generator_version") != GENERATOR_VERSION
-
-
 def _synthetic_rows(name: str, folder: Path) -> list[dict]:
     meta = folder / "metadata.csv"
-    if not meta.is_file() or _synthetic_is_outdated(folder):
-        from .synth import generate_corpus  # imported here: only needed to create the corpus
+    stamp = _synthetic_stamp(folder)
+    from .synth import GENERATOR_VERSION, generate_corpus
 
-        seed = _synthetic_stamp(folder).get("seed", 0)
+    # a corpus written by an older synthesiser is regenerated with its own seed
+    if not meta.is_file() or (stamp and stamp.get("generator_version") != GENERATOR_VERSION):
+        seed = stamp.get("seed", 0)
         generate_corpus(folder, size="small" if name == "synthetic-small" else "full", seed=seed,
                         progress=not config.quiet())
         if not meta.is_file():
