@@ -648,12 +648,17 @@ SMOKE_MODELS = ("zhao2d", "attn_blstm")
 
 
 def default_models(profile: str) -> list[str]:
-    """The classifiers notebooks 03 and 04 train under ``profile`` (all of them, except for smoke)."""
+    """The classifiers notebooks 03 and 04 train under ``profile``: the profile's ``models`` (every
+    classifier for ``full``; ``quick`` leaves out the three most expensive; two for ``smoke``)."""
     from .models import list_models, model_info
 
     if profile == "smoke":
         return list(SMOKE_MODELS)
-    return [m for m in list_models() if model_info(m)["task"] == "classify" and m != "ae_fusion"]
+    from .profiles import get_profile
+
+    chosen = get_profile(profile).models
+    return [m for m in list_models() if model_info(m)["task"] == "classify" and m != "ae_fusion"
+            and (chosen is None or m in chosen)]
 
 
 def run_grid(corpus: str, models: Sequence[str], protocols: Sequence[str], profile: str, *,
@@ -904,7 +909,9 @@ def claims_table(summary, corpus: str, *, claims: Sequence[Mapping] | None = Non
             why.append("claimed protocol unknown")
         if not have and model is not None:
             why.append("model/protocol not run here" + (" (notebook 05 shows the leaky protocol)"
-                                                        if "leaky" in proto else ""))
+                                                        if "leaky" in proto else
+                                                        " (not among this run's models)"
+                                                        if model not in set(summary["variant"]) else ""))
         row["verdict"] = verdict(c["value"], est, lo, hi, comparable=not why, why="; ".join(why))
         rows.append(row)
     return pd.DataFrame(rows)
