@@ -660,3 +660,79 @@ def measure_vmap_speedup(model: str = "zhao2d", input_shape: tuple[int, ...] = (
     print(f"vmap over {n_seeds} seeds, {model} {input_shape}: sequential {out['sequential_samples_per_s']:.1f} "
           f"samples/s, vmapped {out['vmap_samples_per_s']:.1f} samples/s (x{out['speedup']:.2f})", flush=True)
     return out
+
+
+# ------------------------------------------------------------------------------ autoencoders
+def fit_autoencoder(model, X_train, X_val=None, *, epochs: int = 20, batch_size: int = 32,
+                    learning_rate: float = 1e-3, patience: int = 5, seed: int = 0):
+    """Train an autoencoder (``dense_ae``/``gru_ae``) to reconstruct its input (MSE, Adam), in place.
+
+    Seed 003's recipe: MSE loss, Adam, batch 64 (here the profile's batch size). Early stopping on the
+    validation reconstruction error restores the best epoch's weights.
+
+    Parameters
+    ----------
+    model : nnx.Module
+        An autoencoder: ``model(x)`` reconstructs ``x``.
+    X_train, X_val : np.ndarray, shape (N, n_mels, n_frames, C)
+        Normalised features of the training (and validation) rows only.
+
+    Returns
+    -------
+    pandas.DataFrame
+        History: ``epoch``, ``train_mse``, ``val_mse`` (mean squared error per input value, in squared
+        normalised units).
+
+    Notes
+    -----
+    :func:`sercore.study.fold_autoencoders` calls it once per fold on that fold's training rows.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    import pandas as pd
+    from flax import nnx
+
+    opt = nnx.Optimizer(model, optax.adam(learning_rate), wrt=nnx.Param)
+
+    @nnx.jit
+    def train_step(model, opt, x):
+        def loss_fn(m):
+            return jnp.mean((m(x) - x) ** 2)
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        opt.update(model, grads)
+        return loss
+
+    @nnx.jit
+    def eval_step(model, x):
+        return jnp.mean((model(x) - x) ** 2)
+
+    def mse(X):
+        model.eval()
+        n = max(1, len(X) // batch_size)
+        parts = np.array_split(np.arange(len(X)), n)
+        return float(np.average([float(eval_step(model, jnp.asarray(X[p]))) for p in parts],
+                                weights=[len(p) for p in parts]))
+
+    rng = np.random.default_rng(seed)
+    bs = min(batch_size, len(X_train))
+    history, best, best_state, waited = [], np.inf, nnx.state(model), 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = rng.permutation(len(X_train))
+        losses = [float(train_step(model, opt, jnp.asarray(X_train[order[i:i + bs]])))
+                  for i in range(0, len(order) - bs + 1, bs)]          # full batches: one compiled shape
+        row = {"epoch": epoch, "train_mse": float(np.mean(losses))}
+        row["val_mse"] = mse(X_val) if X_val is not None and len(X_val) else row["train_mse"]
+        history.append(row)
+        if row["val_mse"] < best:
+            best, best_state, waited = row["val_mse"], jax.tree.map(lambda a: a, nnx.state(model)), 0
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    nnx.update(model, best_state)
+    model.eval()
+    return pd.DataFrame(history)

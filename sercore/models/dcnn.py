@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from .blocks import KERNEL_INIT, AttentionPool, MLP, Recurrent, batch_norm, dense, frame_windows, n_windows
