@@ -7,7 +7,8 @@ Layout under :func:`sercore.config.results_dir` (``data/results``)::
         predictions.parquet               one row per test utterance per run
         runs/<run id>/
             config.json                   everything that defines the run
-            checkpoint.npz                epoch checkpoint (state, optimiser, RNG, history, best state)
+            checkpoint.npz                epoch checkpoint (state, optimiser, RNG, history, best state);
+                                          only while the run is unfinished (deleted when it finishes)
             result.json                   written last: its presence means "finished"
             predictions.parquet
             model/                        saved best model (see sercore.predict)
@@ -353,6 +354,9 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
                        extra={k_: res[k_] for k_ in ("corpus", "protocol", "fold", "seed", "uar", "wa", "val_uar",
                                                      "test_speakers", "run_id")})
             atomic_write_json(rdir / "result.json", res)  # last: marks the run finished
+            # the finished run lives on in result.json and model/; its checkpoint (optimiser state and
+            # two copies of the weights, ~4x the model) would only fill the disk
+            (rdir / "checkpoint.npz").unlink(missing_ok=True)
             collect(sdir)
             _say(f"[{done}/{total}] {run_id}: test UAR {test['uar']:.3f} WA {test['wa']:.3f} "
                  f"(best epoch {result.best_epoch}/{result.epochs_run}, val UAR {res['val_uar']:.3f}, "

@@ -73,8 +73,9 @@ def test_results_table_predictions_and_skip_on_rerun(toy, tmp_path, capsys):
     sdir = st.dir
     assert (sdir / "results.parquet").exists() and (sdir / "results.csv").exists()
     run_dir = sdir / "runs" / st.results["run_id"][0]
-    for name in ("config.json", "checkpoint.npz", "result.json", "predictions.parquet", "model/model.json"):
+    for name in ("config.json", "result.json", "predictions.parquet", "model/model.json"):
         assert (run_dir / name).exists(), name
+    assert not (run_dir / "checkpoint.npz").exists()   # only kept while a run is unfinished
     assert pd.read_csv(sdir / "results.csv")["uar"].tolist() == pytest.approx(st.results["uar"].tolist())
     capsys.readouterr()
     again = run(toy, tmp_path / "res", folds=3)
