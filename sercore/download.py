@@ -165,7 +165,7 @@ def download_file(url: str, path: str | os.PathLike, *, md5: str | None = None,
     >>> download_file("https://zenodo.org/record/1188976/files/Audio_Speech_Actors_01-24.zip",
     ...               "ravdess.zip", md5="bc696df654c87fed845eb13823edef8a")  # doctest: +SKIP
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # not tqdm.auto: without ipywidgets it warns in every notebook
 
     from . import __version__
 

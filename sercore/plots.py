@@ -290,12 +290,18 @@ def metric_vs(data, *, x: str, y: str = "uar", hue: str | None = None, xlabel: s
     fig, axes = _figure(size=(6.5, 3.8))
     ax = axes[0, 0]
     d = data.assign(**{y: scale * data[y].astype(float)})
-    sns.lineplot(data=d, x=x, y=y, hue=hue, marker="o", errorbar=("ci", 95), ax=ax)
+    sns.lineplot(data=d, x=x, y=y, hue=hue, marker="o", errorbar=("ci", 95), ax=ax,
+                 label=None if hue else "mean over runs (band: 95 % CI)")
     if chance is not None:
         ax.axhline(scale * chance, color="grey", ls="--", lw=1, label="chance")
-        ax.legend(fontsize=8)
+    ax.legend(fontsize=8)
     if logx:
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
         ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(d[x].unique()))          # the swept values, written as plain numbers
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     _label(ax, title, xlabel, ylabel)
     return fig
 

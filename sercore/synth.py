@@ -647,7 +647,7 @@ def generate_corpus(root, *, size: str = "full", seed: int = 0, progress: bool =
         ``root`` exists and holds something other than a synthetic corpus.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # not tqdm.auto: without ipywidgets it warns in every notebook
 
     if size not in SIZES:
         raise ConfigError(f"unknown synthetic corpus size {size!r}; use one of {sorted(SIZES)}")

@@ -395,7 +395,7 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.n
     -------
     FitResult
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # not tqdm.auto: without ipywidgets it warns in every notebook
 
     from . import checkpoint as ckpt
     from . import metrics
