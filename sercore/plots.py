@@ -291,7 +291,7 @@ def metric_vs(data, *, x: str, y: str = "uar", hue: str | None = None, xlabel: s
     ax = axes[0, 0]
     d = data.assign(**{y: scale * data[y].astype(float)})
     sns.lineplot(data=d, x=x, y=y, hue=hue, marker="o", errorbar=("ci", 95), ax=ax,
-                 label=None if hue else "mean over runs (band: 95 % CI)")
+                 **({} if hue else {"label": "mean over runs (band: 95 % CI)"}))
     if chance is not None:
         ax.axhline(scale * chance, color="grey", ls="--", lw=1, label="chance")
     ax.legend(fontsize=8)
