@@ -231,6 +231,14 @@ def learning_curves(history, *, x: str = "epoch", y: str = "value", hue: str | N
                      data[x].nunique() < 15 else None)
         ylabel = (units or {}).get(panel, str(panel) if panel is not None else y)
         _label(ax, str(panel) if panel is not None else title, f"{x} (count)" if x == "epoch" else x, ylabel)
+    many = hue is not None and history[hue].nunique() > 3
+    if many:   # one legend beside the panels instead of one over each panel's lines
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        for ax in axes.flat:
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
+        fig.legend(handles, labels, title=hue, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+                   title_fontsize=9, frameon=False)
     fig.suptitle(title)
     return fig
 
