@@ -4,38 +4,52 @@
     Seconds to a minute: tests and CI. Tiny inputs (32 mels x ~32 frames of 1 s), 2 epochs, the first
     2 folds, one seed. Numbers from it mean nothing; it checks that the pipeline runs.
 ``quick``
-    The main job on 2 CPU cores (every notebook in well under an hour in total on the synthetic
-    corpus). Inputs are reduced to 40 mels x 63 frames (3 s at hop 768 = 48 ms, n_fft 1024) -- 40
-    log-mel bands is the classic SER filterbank size; the time resolution is coarser than the paper's
-    -- all 5 speaker folds, 6 to 12 epochs (patience 4 after epoch 6), one seed, BatchNorm momentum 0.9
-    (see :class:`~sercore.training.TrainConfig`: with ~10 steps an epoch Keras' 0.99 leaves the
-    evaluation statistics stale and validation scores near chance for several epochs).
+    The main job on 2 CPU cores, sized to finish in about an hour on EmoDB (measurements below). Inputs are reduced to 40 mels x 63 frames (3 s at hop 768 = 48 ms, n_fft
+    1024) -- 40 log-mel bands is the classic SER filterbank size; the time resolution is coarser than
+    the paper's -- all 5 speaker folds, 4 to 8 epochs (patience 3 after epoch 4) at batch 16, one
+    seed, BatchNorm momentum 0.9, and the 8 classifiers of :data:`QUICK_MODELS` (the raw-audio nets
+    and DCNN-BLSTMwA cost 8-16x more per epoch). Batch 16 rather than 32: on EmoDB fold 0 zhao2d's
+    validation UAR leaves chance at epoch 3 instead of 6 for the same time per epoch (test UAR 0.55 vs
+    0.50 after 8 epochs); with ~20 steps an epoch, Keras' BatchNorm momentum 0.99 would leave the
+    evaluation statistics stale (see :class:`~sercore.training.TrainConfig`). The baseline CNN trains
+    without dropout (:data:`QUICK_NO_DROPOUT`). Almost every run uses all 8 epochs: the models are
+    still improving, so quick's numbers understate what ``full`` reaches.
 ``full``
-    The real study: the paper's 128 mels x 251 frames (4 s at hop 256), all folds, up to 60 epochs
-    with patience 10, three seeds, Adam 1e-3 (override for SGD). Meant for a GPU or a long CPU run.
+    The real study: the paper's 128 mels x 251 frames (4 s at hop 256), every classifier, all folds, up
+    to 60 epochs with patience 10, three seeds, Adam 1e-3 (override for SGD). Meant for a GPU or a long
+    CPU run.
 
-Measured cost (zhao2d, plain Flax, this project's 2-core CPU machine, throughput in training samples
-per CPU-second because the machine was shared while measuring; on 2 idle cores wall time is about
-0.5-0.7 x the CPU time, as XLA runs convolutions on both cores):
+Measured at ``quick`` on this project's 2-core CPU machine (AMD EPYC Zen 3), EmoDB, seconds per epoch
+(median over 10 runs of 309 training + ~110 validation clips) and per run (up to 8 epochs, first-epoch
+compilation included):
 
-=========  ================  ======================  ===========================================
-profile    input             train samples / CPU-s   EmoDB, speaker_kfold, one model (5 folds)
-=========  ================  ======================  ===========================================
-smoke      32 x 32           (tiny)                  2 folds x 2 epochs: seconds + ~10 CPU-s compile
-quick      40 x 63           60                      <= 12 epochs x 5 folds x ~7 CPU-s = <= 7 CPU-min
-(was)      64 x 94           15                      <= 30 CPU-min (why quick uses 40 x 63)
-full       128 x 251         3.7                     <= 60 epochs x 5 folds x 3 seeds x ~100 CPU-s:
-                                                     ~25 CPU-hours; a GPU run instead
-=========  ================  ======================  ===========================================
+================  ===========  =========
+model             s / epoch    s / run
+================  ===========  =========
+zhao2d            2.8          24
+zhao2d_dense      2.8          23
+poolfix2d         3.0          24
+poolfix2d_bilstm  2.6          20
+attn_blstm        2.9          23
+baseline_cnn      2.7          19
+td_cnn_bilstm     5.1          42
+td_cnn_lstm       6.5          52
+zhao1d            32           (not in quick: 16 kHz raw audio)
+zhao1d_bilstm     41           (not in quick)
+dcnn_blstm_attn   22           (not in quick)
+================  ===========  =========
 
-An EmoDB fold trains on ~320 utterances (6 speakers) and validates on ~110 (2 speakers); the
-synthetic corpus (700 utterances) costs ~1.3x EmoDB per fold. First-epoch compilation adds
-~12 CPU-s (quick) per model and input shape; later folds and seeds reuse the compiled step.
-Feature extraction is cached and is not included.
+``make reports CORPUS=emodb`` end to end, from an empty results folder: 01 10 s, 02 13 min 26 s (4
+models and a 6-point sweep, 45 runs), 03 32 min 10 s (80 runs: 8 models x 2 protocols x 5 folds), 04
+43 s (reuses 03's runs), 05 29 min 40 s (per-fold autoencoders, 5 fusion runs and 15 runs at 3x the
+training data, measured while another study shared the 2 cores; alone it takes roughly half that):
+about 1-1.3 hours in all. The synthetic corpus (700 utterances against EmoDB's 535) takes about 1.3x
+as long. Feature extraction is cached; JAX's compilation cache (``<data>/cache/jax``) is shared by
+the notebooks.
 
-Measured end to end on real EmoDB (``sercore train --model zhao2d --corpus emodb --profile quick``,
-the machine shared with ~6 other jobs, load average ~9 on 2 cores): ~25 s wall per epoch, 1.5 to 5
-min per fold, ~15-20 min for the 5 folds. On 2 idle cores expect roughly a third of that.
+``full`` costs about 15x ``quick`` per epoch on this CPU (zhao2d at 128 x 251 trains at ~7.9 samples/s,
+see ``sercore bench``: ~40 s an EmoDB epoch), with up to 7x the epochs, 3 seeds and the three costly
+models: days of CPU, hours on a GPU.
 
 Several seeds at once (:func:`sercore.training.train_many`, ``jax.vmap`` over stacked states) does
 *not* pay on CPU: 3 seeds of zhao2d at 40 x 63 trained at 0.32x the samples/s of three sequential
