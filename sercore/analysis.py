@@ -2,7 +2,8 @@
 
 * Notebook set-up and display: :func:`setup_notebook`, :func:`md`, :func:`pct`.
 * Corpus views: :func:`crop_table`, :func:`frames_lost`, :func:`one_per_emotion`.
-* Training grids (resumable, shared between notebooks): :func:`run_grid`, :func:`default_models`.
+* Training grids (resumable, shared between notebooks): :func:`run_grid`, :func:`classifiers`,
+  :func:`default_models`.
 * Tables with intervals: :func:`summary_table`, :func:`paired_difference`, :func:`history_table`.
 * Error analysis: :func:`with_corpus`, :func:`per_run_scores`, :func:`load_run_model`, :func:`model_outputs`.
 
@@ -162,23 +163,21 @@ def one_per_emotion(df, *, seed: int = 0) -> dict:
     return out
 
 
-#: Classifiers every model-wide notebook trains (03, 04); the smoke profile keeps two cheap ones so
-#: that CI stays fast. ``ae_fusion`` needs a trained autoencoder and is studied in notebook 05.
-SMOKE_MODELS = ("zhao2d", "attn_blstm")
+def classifiers() -> list[str]:
+    """Every registered classifier a study trains on its own, in registry order (``ae_fusion`` needs a
+    trained autoencoder and is studied in notebook 05)."""
+    from .models import list_models, model_info
+
+    return [m for m in list_models() if model_info(m)["task"] == "classify" and m != "ae_fusion"]
 
 
 def default_models(profile: str) -> list[str]:
     """The classifiers notebooks 03 and 04 train under ``profile``: the profile's ``models`` (every
     classifier for ``full``; ``quick`` leaves out the three most expensive; two for ``smoke``)."""
-    from .models import list_models, model_info
-
-    if profile == "smoke":
-        return list(SMOKE_MODELS)
     from .profiles import get_profile
 
     chosen = get_profile(profile).models
-    return [m for m in list_models() if model_info(m)["task"] == "classify" and m != "ae_fusion"
-            and (chosen is None or m in chosen)]
+    return [m for m in classifiers() if chosen is None or m in chosen]
 
 
 def run_grid(corpus: str, models: Sequence[str], protocols: Sequence[str], profile: str, *,

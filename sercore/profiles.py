@@ -86,7 +86,8 @@ class Profile:
         AWGN augmentation of the training rows: ``{"copies": int, "snr_db": (low, high)}``; None = off.
     models : tuple of str or None
         The classifiers notebooks 03 and 04 train by default under this profile (None = every
-        classifier). ``quick`` leaves out the three whose epochs cost 8-16x the others on a CPU.
+        classifier). ``quick`` leaves out the three whose epochs cost 8-16x the others on a CPU;
+        ``smoke`` keeps two.
     model_kwargs : dict
         Per-model constructor arguments, ``{model name: {kwarg: value}}``, merged under a study's own
         ``model_kwargs``. Profiles with a coarser hop use it to keep the windowed models' windows at the
@@ -129,6 +130,9 @@ def windows_at_hop(hop_length: int, *, reference_hop: int = 256) -> dict:
             "dcnn_blstm_attn": {"segment_frames": segment, "segment_step": max(1, round(segment / 2))}}
 
 
+#: Classifiers the ``smoke`` profile trains by default: two cheap ones, so that CI stays fast.
+SMOKE_MODELS = ("zhao2d", "attn_blstm")
+
 #: Classifiers the ``quick`` profile trains by default: all but ``zhao1d``, ``zhao1d_bilstm`` (raw 16 kHz
 #: audio) and ``dcnn_blstm_attn``, whose epochs cost 32, 41 and 22 s against 2.2-5 s for these on 2 idle
 #: cores (EmoDB fold, 309 training clips). Pass ``models=...`` to a notebook, or use ``full``, for them.
@@ -147,7 +151,7 @@ PROFILES: dict[str, Profile] = {
         name="smoke",
         features={"n_mels": 32, "duration": 1.0, "hop_length": 512, "n_fft": 512},
         train={"epochs": 2, "batch_size": 16, "patience": 2, "learning_rate": 1e-3, "bn_momentum": 0.9},
-        k=5, folds=2, seeds=(0,), model_kwargs=windows_at_hop(512),
+        k=5, folds=2, seeds=(0,), models=SMOKE_MODELS, model_kwargs=windows_at_hop(512),
         description="pipeline check for tests/CI: tiny inputs, 2 epochs, 2 folds",
     ),
     "quick": Profile(

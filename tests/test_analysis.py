@@ -89,4 +89,5 @@ def test_default_models_follow_the_profile():
     quick = analysis.default_models("quick")
     assert set(quick) == set(get_profile("quick").models) and set(quick) < classifiers
     assert {"zhao1d", "zhao1d_bilstm", "dcnn_blstm_attn"}.isdisjoint(quick)
-    assert analysis.default_models("smoke") == list(analysis.SMOKE_MODELS)
+    assert analysis.default_models("smoke") == list(get_profile("smoke").models) == ["zhao2d", "attn_blstm"]
+    assert set(analysis.classifiers()) == classifiers
