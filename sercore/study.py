@@ -121,6 +121,19 @@ class Study:
         return p
 
 
+def _select_folds(folds: Sequence[int] | int | None, prof: Profile, n_splits: int, what: str) -> list[int]:
+    """The folds to run: given explicitly (a list, or an int = the first ``folds``), else the profile's
+    first ``prof.folds`` (all when None); a ConfigError names ``what`` if one is out of range."""
+    if folds is None:
+        folds = range(n_splits if prof.folds is None else min(prof.folds, n_splits))
+    elif isinstance(folds, int):
+        folds = range(min(folds, n_splits))
+    folds = list(folds)
+    if any(f < 0 or f >= n_splits for f in folds):
+        raise ConfigError(f"folds {folds} out of range: {what} has {n_splits} folds")
+    return folds
+
+
 def study_dir(corpus: str, name: str, results_root: str | Path | None = None) -> Path:
     """``<results_root or config.results_dir()>/<corpus>/<name>``."""
     from .config import results_dir
@@ -234,7 +247,8 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
     from .models import create
     from .predict import save_model
     from .protocols import make_splits, protocol_label
-    from .training import TrainConfig, evaluate, fit, quiet
+    from .config import quiet
+    from .training import TrainConfig, evaluate, fit
 
     prof = get_profile(profile, train=train, features=features)
     if augment is not None:
@@ -273,13 +287,7 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
         aug = None  # already in the pool
     y = df["emotion"].astype(str).map({lab: i for i, lab in enumerate(labels)}).to_numpy(np.int32)
     splits = make_splits(df, protocol, k=k, seed=split_seed)
-    if folds is None:
-        folds = range(len(splits) if prof.folds is None else min(prof.folds, len(splits)))
-    elif isinstance(folds, int):
-        folds = range(min(folds, len(splits)))
-    folds = list(folds)
-    if any(f < 0 or f >= len(splits) for f in folds):
-        raise ConfigError(f"folds {folds} out of range: {protocol} on {corpus} has {len(splits)} folds")
+    folds = _select_folds(folds, prof, len(splits), f"{protocol} on {corpus}")
 
     sdir = study_dir(corpus, name, results_root)
     config_core = {"features": cfg_feat.to_dict(), "train": tcfg.to_dict(), "model_kwargs": model_kwargs or {},
@@ -365,7 +373,7 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
 
 
 def fold_autoencoders(corpus: str, profile: str, *, ae: str = "dense_ae", ae_kwargs: Mapping | None = None,
-                      protocol: str = "speaker_kfold", folds: Sequence[int] | None = None, seed: int = 0,
+                      protocol: str = "speaker_kfold", folds: Sequence[int] | int | None = None, seed: int = 0,
                       results_root: str | Path | None = None, df=None, model: str = "baseline_cnn"):
     """One autoencoder per fold, trained on that fold's training rows only; weights saved, resumable.
 
@@ -391,9 +399,7 @@ def fold_autoencoders(corpus: str, profile: str, *, ae: str = "dense_ae", ae_kwa
     cfg = feature_config_for(model, prof)
     tcfg = TrainConfig.from_dict(prof.train)
     splits = make_splits(df, protocol, k=prof.k, seed=0)
-    if folds is None:
-        folds = range(len(splits) if prof.folds is None else min(prof.folds, len(splits)))
-    folds = list(folds)
+    folds = _select_folds(folds, prof, len(splits), f"{protocol} on {corpus}")
     X = None
     kwargs = dict(ae_kwargs or {})
     tag = json.dumps({"ae": ae, "kw": kwargs, "cfg": cfg.key(), "train": tcfg.to_dict(), "seed": seed},
