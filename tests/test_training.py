@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from sercore import training
+from sercore import config, training
 from sercore.checkpoint import load_meta
 from sercore.errors import ConfigError, ModelError
 
@@ -152,7 +152,7 @@ def test_bad_config_is_a_config_error():
 
 def test_quiet_under_ci(monkeypatch):
     monkeypatch.setenv("SERCORE_QUIET", "1")
-    assert training.quiet()
+    assert config.quiet()
 
 
 def test_train_many_vmaps_seeds_like_sequential_fits():
