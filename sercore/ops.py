@@ -37,7 +37,8 @@ from jax import lax
 
 from .errors import ConfigError
 
-__all__ = ["conv2d", "conv1d", "max_pool2d", "max_pool1d", "pool_output_size"]
+__all__ = ["conv2d", "conv1d", "max_pool2d", "max_pool1d", "pool_output_size", "batch_norm_elu_pool",
+           "batch_norm_elu_pool_inference"]
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
@@ -77,16 +78,36 @@ def _conv2d_bwd(pads, residuals, dy):
     # channels swapped; the padding mirrors the forward one.
     w_flip = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
     dx = _conv(dy, w_flip, ((kh - 1 - ph_lo, kh - 1 - ph_hi), (kw - 1 - pw_lo, kw - 1 - pw_hi)))
-    # Filter gradient: for every tap (i, j), dw[i, j] = dy^T @ x shifted by (i, j); each is one
-    # matrix product with the long (batch * positions) axis contracted, which XLA:CPU runs as a
-    # plain GEMM instead of a convolution whose window is the whole feature map.
-    x_pad = jnp.pad(x, ((0, 0), (ph_lo, ph_hi), (pw_lo, pw_hi), (0, 0)))
-    _, h_out, w_out, _ = dy.shape
-    dy_t = dy.reshape(-1, c_out).T                                  # (c_out, batch * positions)
-    taps = [dy_t @ x_pad[:, i:i + h_out, j:j + w_out, :].reshape(-1, c_in)
-            for i in range(kh) for j in range(kw)]                  # each (c_out, c_in)
-    dw = jnp.stack(taps).reshape(kh, kw, c_out, c_in).transpose(0, 1, 3, 2)
+    dw = _filter_grad(x, dy, kh, kw, pads)
     return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+def _filter_grad(x, dy, kh, kw, pads):
+    """dw[i, j] = sum over batch and positions of x_padded[.., h + i, w + j, :]^T dy[.., h, w, :].
+
+    Written as matrix products that contract the long (batch * positions) axis of both operands in
+    place (no transposed copy of dy), instead of XLA:CPU's convolution whose window is the whole
+    feature map (5-10x slower):
+
+    * few input channels (the first LFLB: kh * kw * c_in <= 64): one product with the im2col
+      matrix of x, which is small, so dy (the large operand) is read once;
+    * otherwise: the kw column shifts of x side by side as channels, then one batched product per
+      kernel row (kh products of width kw * c_in), summed over the batch.
+    """
+    (ph_lo, ph_hi), (pw_lo, pw_hi) = pads
+    b, h_out, w_out, c_out = dy.shape
+    c_in = x.shape[-1]
+    x_pad = jnp.pad(x, ((0, 0), (ph_lo, ph_hi), (pw_lo, pw_hi), (0, 0)))
+    if kh * kw * c_in <= 64:
+        cols = jnp.concatenate([x_pad[:, i:i + h_out, j:j + w_out, :] for i in range(kh) for j in range(kw)],
+                               axis=-1).reshape(-1, kh * kw * c_in)
+        dw = lax.dot_general(cols, dy.reshape(-1, c_out), (((0,), (0,)), ((), ())))
+        return dw.reshape(kh, kw, c_in, c_out)
+    shifted = jnp.concatenate([x_pad[:, :, j:j + w_out, :] for j in range(kw)], axis=-1)  # (B, Hp, Wo, kw*C)
+    dy_flat = dy.reshape(b, -1, c_out)
+    rows = [lax.dot_general(shifted[:, i:i + h_out].reshape(b, -1, kw * c_in), dy_flat,
+                            (((1,), (1,)), ((0,), (0,)))).sum(0) for i in range(kh)]
+    return jnp.stack(rows).reshape(kh, kw, c_in, c_out)
 
 
 _conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
@@ -247,3 +268,166 @@ def max_pool1d(x: jax.Array, window: int, padding: str = "same") -> jax.Array:
         raise ConfigError(f"max_pool1d expects x (B, T, C); got {x.shape}")
     return max_pool2d(x[:, None], (1, int(window)), padding)[:, 0]
 
+
+
+# --------------------------------------------------------------------------------------------
+# BatchNorm (training mode) -> ELU -> max-pool, fused
+# --------------------------------------------------------------------------------------------
+def _pool_view(a, window, pads):
+    """Pad/crop ``a`` (B, H, W, C) for pooling and view it as (B, Ho, ph, Wo, pw, C) tiles."""
+    (ph, pw), ((h_lo, h_hi), (w_lo, w_hi)) = window, pads
+    a = lax.pad(a, jnp.array(-jnp.inf, a.dtype), ((0, 0, 0), (h_lo, h_hi, 0), (w_lo, w_hi, 0), (0, 0, 0)))
+    b, h, w, c = a.shape
+    return a.reshape(b, h // ph, ph, w // pw, pw, c)
+
+
+def _bn_act(c, mean, var, scale, bias, epsilon):
+    """ELU(BatchNorm(c)) with the given statistics, in flax.nnx.BatchNorm's order of operations."""
+    return jax.nn.elu((c - mean) * (lax.rsqrt(var + epsilon) * scale) + bias)
+
+
+def _batch_stats(c):
+    """Mean and (biased, "fast") variance over all axes but the last, as flax.nnx.BatchNorm computes them."""
+    axes = tuple(range(c.ndim - 1))
+    mean, mean2 = c.mean(axes), (c * c).mean(axes)
+    return mean, jnp.maximum(0.0, mean2 - mean * mean)
+
+
+def _tile_max(tiles):
+    """Max over the ph x pw taps of (B, Ho, ph, Wo, pw, C) tiles, and the (int8) tap of the first maximum."""
+    ph, pw = tiles.shape[2], tiles.shape[4]
+    y = tiles[:, :, 0, :, 0, :]
+    first = jnp.zeros(y.shape, jnp.int8)
+    for k in range(1, ph * pw):
+        tap = tiles[:, :, k // pw, :, k % pw, :]
+        larger = tap > y
+        y, first = jnp.where(larger, tap, y), jnp.where(larger, jnp.int8(k), first)
+    return y, first
+
+
+def _pool_geometry(c, window, padding, name):
+    """(c as 4-D, (ph, pw), pads, one_d) for the fused LFLB activations, with input checks."""
+    one_d = c.ndim == 3
+    if one_d:
+        c, window = c[:, None], (1, int(window if isinstance(window, int) else window[0]))
+    elif isinstance(window, int):
+        window = (window, window)
+    ph, pw = (int(v) for v in window)
+    if c.ndim != 4 or ph < 1 or pw < 1 or ph * pw > 127:
+        raise ConfigError(f"{name} expects c (B, H, W, C) or (B, T, C) and a window of 1-127 taps; "
+                          f"got {c.shape}, {window}")
+    pads = (_pool_pads(c.shape[1], ph, padding), _pool_pads(c.shape[2], pw, padding))
+    return c, (ph, pw), pads, one_d
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def _bn_elu_pool(c, conv_bias, scale, bias, window, pads, epsilon):
+    return _bn_elu_pool_fwd(c, conv_bias, scale, bias, window, pads, epsilon)[0]
+
+
+def _bn_elu_pool_fwd(c, conv_bias, scale, bias, window, pads, epsilon):
+    # BatchNorm removes a per-channel constant, so the conv bias only shifts the batch mean:
+    # statistics and normalisation use c itself and the (never stored) c + bias is not formed.
+    mean, var = _batch_stats(c)
+    tiles = _pool_view(_bn_act(c, mean, var, scale, bias, epsilon), window, pads)
+    # Max over the ph * pw taps of each tile and the index of the first maximum (row-major), in one
+    # elementwise pass over strided views: "later tap wins only if strictly larger" keeps the first
+    # of ties, as select_and_scatter does. The index (int8) is all the backward pass needs.
+    y, first = _tile_max(tiles)
+    return (y, mean + conv_bias, var), (c, scale, bias, mean, var, first)
+
+
+def _bn_elu_pool_bwd(window, pads, epsilon, residuals, cotangents):
+    c, scale, bias, mean, var, first = residuals
+    dy, dmean, dvar = cotangents
+    (ph, pw), ((h_lo, h_hi), (w_lo, w_hi)) = window, pads
+    b, ho, wo, ch = dy.shape
+    n = c.size // ch
+    # The pooled gradient goes to the first maximum of each tile, then through ELU (derivative 1
+    # above 0, exp(z) below) and BatchNorm's training-mode backward. Everything is recomputed from
+    # the conv output c elementwise, so XLA fuses it into two passes over c (the per-channel sums,
+    # then dc) instead of materialising each intermediate.
+    shape6 = (b, ho, ph, wo, pw, ch)
+    tap = lax.broadcasted_iota(jnp.int8, shape6, 2) * jnp.int8(pw) + lax.broadcasted_iota(jnp.int8, shape6, 4)
+    routed = jnp.where(tap == first[:, :, None, :, None, :], dy[:, :, None, :, None, :], 0.0)
+    routed = lax.pad(routed.reshape(b, ho * ph, wo * pw, ch), jnp.array(0, dy.dtype),
+                     ((0, 0, 0), (-h_lo, -h_hi, 0), (-w_lo, -w_hi, 0), (0, 0, 0)))
+    rstd = lax.rsqrt(var + epsilon)
+    centred = c - mean
+    z = centred * (rstd * scale) + bias
+    g = routed * jnp.where(z > 0, 1.0, jnp.exp(z))            # gradient at BatchNorm's output
+    xhat = centred * rstd
+    axes = (0, 1, 2)
+    dbias, dscale = g.sum(axes), (g * xhat).sum(axes)
+    dc = (scale * rstd) * (g - dbias / n - xhat * (dscale / n)) + dmean / n + dvar * (2.0 / n) * centred
+    # The conv bias reaches the outputs only through the returned mean (BatchNorm cancels it in the
+    # normalised values), so its gradient is exactly the mean's cotangent: 0 in a model, where the
+    # statistics only feed the running averages (autodiff of the unfused chain gives rounding noise).
+    return dc, dmean, dscale, dbias
+
+
+_bn_elu_pool.defvjp(_bn_elu_pool_fwd, _bn_elu_pool_bwd)
+
+
+def batch_norm_elu_pool(c: jax.Array, conv_bias: jax.Array | None, scale: jax.Array, bias: jax.Array,
+                        window: tuple[int, ...] | int, padding: str = "same", *,
+                        epsilon: float = 1e-3) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``max_pool(elu(batch_norm(c + conv_bias)))`` in training mode, with a fused backward pass.
+
+    The activation after a convolution in every LFLB. On a large map (zhao2d's first block is
+    32 x 128 x 251 x 64 floats, 263 MB, per batch) the unfused chain reads and writes the map about
+    a dozen times, and XLA:CPU's max-pool gradient (``select_and_scatter``) is slow; here the forward
+    pass reads it twice (statistics, then normalise + ELU + pool in one pass that also records
+    which tap of each window won) and the backward pass twice.
+
+    Parameters
+    ----------
+    c : jax.Array, shape (B, H, W, C) or (B, T, C)
+        The convolution's output without its bias.
+    conv_bias : jax.Array, shape (C,), or None
+        The convolution's bias (added before the statistics, so running means match the unfused layer).
+    scale, bias : jax.Array, shape (C,)
+        BatchNorm's learned scale (gamma) and offset (beta).
+    window : (ph, pw) or int
+        Pool window (= stride); an int for (B, T, C) input.
+    padding : {"same", "valid"}
+        As :func:`max_pool2d`.
+    epsilon : float
+        BatchNorm's epsilon (sercore uses Keras' 1e-3).
+
+    Returns
+    -------
+    pooled : jax.Array, shape (B, H', W', C) or (B, T', C)
+    mean, var : jax.Array, shape (C,)
+        The batch statistics (biased variance, E[x^2] - E[x]^2 clipped at 0, as flax's BatchNorm),
+        for the running averages.
+
+    Notes
+    -----
+    Values and gradients equal ``max_pool2d(jax.nn.elu(y))`` with ``y`` from
+    ``flax.nnx.BatchNorm(use_running_average=False)`` to float32 rounding; the pool gradient goes to
+    the first maximum of each window, ties included. (Where the clipped variance is exactly 0 the
+    reference's gradient through the clip differs; a channel that is constant over the whole batch.)
+    """
+    c, window, pads, one_d = _pool_geometry(c, window, padding, "batch_norm_elu_pool")
+    if conv_bias is None:
+        conv_bias = jnp.zeros(c.shape[-1], c.dtype)
+    y, mean, var = _bn_elu_pool(c, conv_bias, scale, bias, window, pads, float(epsilon))
+    return (y[:, 0] if one_d else y), mean, var
+
+
+def batch_norm_elu_pool_inference(c: jax.Array, conv_bias: jax.Array | None, mean: jax.Array, var: jax.Array,
+                                  scale: jax.Array, bias: jax.Array, window: tuple[int, ...] | int,
+                                  padding: str = "same", *, epsilon: float = 1e-3) -> jax.Array:
+    """``max_pool(elu(batch_norm(c + conv_bias)))`` with BatchNorm's running statistics (evaluation).
+
+    One pass over ``c``: normalise, ELU and the max over each window fuse into one loop, with no
+    padded copy of the map. Arguments as :func:`batch_norm_elu_pool`, plus the running ``mean`` and
+    ``var``; returns the pooled map. Differentiable (plain autodiff; the gradient goes to the first
+    maximum of each window).
+    """
+    c, window, pads, one_d = _pool_geometry(c, window, padding, "batch_norm_elu_pool_inference")
+    if conv_bias is not None:
+        c = c + conv_bias
+    y, _ = _tile_max(_pool_view(_bn_act(c, mean, var, scale, bias, epsilon), window, pads))
+    return y[:, 0] if one_d else y

@@ -7,6 +7,7 @@ the harness recorded, so the whole file compiles each model only twice.
 from __future__ import annotations
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -185,7 +186,11 @@ def test_embed_or_encode_shape(name):
 def test_every_parameter_gets_a_gradient(name):
     rec = harness(name)
     assert rec["n_grads"] == rec["grad_leaves"] > 0
-    assert rec["zero_grads"] == []
+    # An LFLB's conv bias feeds BatchNorm, which subtracts it again: its true gradient is 0, and the
+    # fused LFLB op returns exactly 0 (autodiff of the unfused chain gave rounding noise). It stays
+    # a parameter so parameter counts match the papers' and the running means include it.
+    lflb_conv_bias = re.compile(r"\['blocks'\]\[\d+\]\['conv'\]\['bias'\]")
+    assert [p for p in rec["zero_grads"] if not lflb_conv_bias.search(p)] == []
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -102,11 +102,91 @@ def test_jit_and_vmap():
     np.testing.assert_allclose(g, r, rtol=RTOL, atol=1e-3)
 
 
+def _ref_bn_elu_pool(c, conv_bias, scale, bias, window, padding):
+    """The unfused chain: conv bias, flax BatchNorm in training mode, ELU, lax.reduce_window max-pool."""
+    bn = nnx.BatchNorm(c.shape[-1], momentum=0.9, epsilon=1e-3, use_running_average=False, rngs=nnx.Rngs(0))
+    bn.scale[...], bn.bias[...] = scale, bias
+    z = bn(c + conv_bias)
+    pooled = _ref_pool(jax.nn.elu(z)[:, None] if c.ndim == 3 else jax.nn.elu(z),
+                       (1, window) if c.ndim == 3 else window, padding)
+    # The batch statistics with flax's formula, differentiable (flax stops their gradient on the way
+    # to its running averages; the LFLB test below compares those).
+    axes = tuple(range(c.ndim - 1))
+    mean = (c + conv_bias).mean(axes)
+    var = jnp.maximum(0.0, ((c + conv_bias) ** 2).mean(axes) - mean ** 2)
+    return (pooled[:, 0] if c.ndim == 3 else pooled), mean, var
+
+
+@pytest.mark.parametrize("shape,window,padding", [
+    ((4, 8, 251, 3), (2, 2), "same"),     # zhao2d block 1 layout: odd width, one pad column
+    ((3, 16, 32, 5), (4, 4), "same"),
+    ((2, 13, 10, 4), (4, 2), "valid"),    # poolfix-style window, tail cropped
+    ((2, 1, 2, 6), (4, 4), "same"),       # the last block: windows mostly padding
+    ((3, 50, 4), 4, "same"),              # 1-D (raw audio LFLB)
+])
+def test_batch_norm_elu_pool_matches_unfused_chain(shape, window, padding):
+    kc, kb, ks, kt = jax.random.split(jax.random.key(11), 4)
+    c = jax.random.normal(kc, shape) * 2 + 0.3
+    c = c.at[..., 0].set(jnp.round(c[..., 0]))          # a channel with many ties inside windows
+    ch = shape[-1]
+    conv_bias, scale, bias = jax.random.normal(kb, (ch,)), jax.random.uniform(ks, (ch,)) + 0.5, jax.random.normal(kt, (ch,))
+    got = ops.batch_norm_elu_pool(c, conv_bias, scale, bias, window, padding)
+    want = _ref_bn_elu_pool(c, conv_bias, scale, bias, window, padding)
+    for g, r in zip(got, want):
+        assert g.shape == r.shape
+        np.testing.assert_allclose(g, r, rtol=RTOL, atol=ATOL)
+
+    def fused(c, conv_bias, scale, bias):
+        y, mean, var = ops.batch_norm_elu_pool(c, conv_bias, scale, bias, window, padding)
+        return jnp.concatenate([y.ravel(), 0.3 * mean, 0.2 * var])     # the statistics' gradients too
+
+    def plain(c, conv_bias, scale, bias):
+        y, mean, var = _ref_bn_elu_pool(c, conv_bias, scale, bias, window, padding)
+        return jnp.concatenate([y.ravel(), 0.3 * mean, 0.2 * var])
+
+    for g, r in zip(_grads(fused, c, conv_bias, scale, bias), _grads(plain, c, conv_bias, scale, bias)):
+        assert g.shape == r.shape
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+    # Evaluation mode: the running statistics instead of the batch's.
+    mean, var = jax.random.normal(kb, (ch,)), jax.random.uniform(ks, (ch,)) + 0.2
+    bn = nnx.BatchNorm(ch, epsilon=1e-3, use_running_average=True, rngs=nnx.Rngs(0))
+    bn.mean[...], bn.var[...], bn.scale[...], bn.bias[...] = mean, var, scale, bias
+    spatial_window = (1, window) if c.ndim == 3 else window
+    want = _ref_pool(jax.nn.elu(bn(c + conv_bias)).reshape(c.shape[0], -1, *c.shape[-2:]) if c.ndim == 3
+                     else jax.nn.elu(bn(c + conv_bias)), spatial_window, padding)
+    got = ops.batch_norm_elu_pool_inference(c, conv_bias, mean, var, scale, bias, window, padding)
+    np.testing.assert_allclose(got, want[:, 0] if c.ndim == 3 else want, rtol=RTOL, atol=ATOL)
+
+
+def test_lflb_fused_activation_matches_the_plain_chain_in_both_modes(monkeypatch):
+    from sercore.models import blocks
+
+    x = jax.random.normal(jax.random.key(12), (4, 12, 21, 2))
+    outs, stats = [], []
+    for fused in (True, False):
+        monkeypatch.setattr(blocks, "FUSED", fused)
+        layer = blocks.LFLB(2, 5, pool=(2, 4), rngs=nnx.Rngs(0))
+        layer.conv.bias[...] = jnp.arange(5.0)                  # a bias that shifts the running mean
+        layer.train()
+        outs.append(layer(x))
+        stats.append((layer.bn.mean[...], layer.bn.var[...]))
+        layer.eval()
+        outs.append(layer(x))
+    for a, b in zip(outs[:2], outs[2:]):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+    for a, b in zip(stats[0], stats[1]):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-6)
+    assert not np.allclose(stats[0][0], 0)
+
+
 @pytest.mark.parametrize("call", [
     lambda: ops.conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 3, 1))),         # channel mismatch
     lambda: ops.conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 1)), padding="full"),
     lambda: ops.max_pool2d(jnp.ones((4, 4, 2)), 2),                              # no batch axis
     lambda: ops.max_pool2d(jnp.ones((1, 4, 4, 2)), 2, padding="causal"),
+    lambda: ops.batch_norm_elu_pool(jnp.ones((4, 2)), None, jnp.ones(2), jnp.zeros(2), 2),   # no spatial axis
+    lambda: ops.batch_norm_elu_pool(jnp.ones((1, 4, 4, 2)), None, jnp.ones(2), jnp.zeros(2), (16, 16)),
 ])
 def test_bad_input_raises_config_error(call):
     with pytest.raises(ConfigError):
@@ -142,7 +222,8 @@ def test_models_train_the_same_with_fast_ops(monkeypatch, model_name, input_shap
     y = jnp.array([0, 1, 2, 0, 1, 2])
     fast_losses, fast_params = _train_losses(model_name, x, y)
     with monkeypatch.context() as m:
-        m.setattr(blocks, "conv", lambda layer, x: layer(x))
+        m.setattr(blocks, "FUSED", False)
+        m.setattr(blocks, "conv", lambda layer, x, with_bias=True: layer(x))
         m.setattr(blocks, "max_pool", lambda x, window, padding="SAME": lax.reduce_window(
             x, -jnp.inf, lax.max, (1, *window, 1), (1, *window, 1), padding.upper()))
         plain_losses, plain_params = _train_losses(model_name, x, y)

@@ -100,18 +100,27 @@ def max_pool(x: jax.Array, window: Sequence[int], padding: str = "SAME") -> jax.
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, dims, padding.upper())
 
 
-def conv(layer: nnx.Conv, x: jax.Array) -> jax.Array:
-    """Apply a stride-1 ``nnx.Conv`` with :mod:`sercore.ops` (same values, fast backward on CPU)."""
+def conv(layer: nnx.Conv, x: jax.Array, *, with_bias: bool = True) -> jax.Array | None:
+    """Apply a stride-1 ``nnx.Conv`` with :mod:`sercore.ops` (same values, fast backward on CPU).
+
+    With ``with_bias=False`` the bias is left out, and None comes back where the layer is not one
+    :mod:`sercore.ops` covers (strides, groups, explicit padding), so the caller takes the plain path.
+    """
     kernel, bias = layer.kernel[...], None if layer.bias is None else layer.bias[...]
     padding = layer.padding.lower() if isinstance(layer.padding, str) else None
     strides = layer.strides if isinstance(layer.strides, (tuple, list)) else (layer.strides,)
-    if any(s not in (None, 1) for s in strides) or layer.feature_group_count != 1:
-        return layer(x)
-    if padding in ("same", "valid") and x.ndim == kernel.ndim == 4:
-        return ops.conv2d(x, kernel, bias, padding=padding)
-    if padding in ("same", "valid") and x.ndim == kernel.ndim == 3:
-        return ops.conv1d(x, kernel, bias, padding=padding)
-    return layer(x)
+    fast = (all(s in (None, 1) for s in strides) and layer.feature_group_count == 1
+            and padding in ("same", "valid") and x.ndim == kernel.ndim and x.ndim in (3, 4))
+    if not fast:
+        return layer(x) if with_bias else None
+    op = ops.conv2d if x.ndim == 4 else ops.conv1d
+    return op(x, kernel, bias if with_bias else None, padding=padding)
+
+
+#: LFLBs run BatchNorm -> ELU -> max-pool as one fused op (:func:`sercore.ops.batch_norm_elu_pool`
+#: in training mode, :func:`sercore.ops.batch_norm_elu_pool_inference` in evaluation); tests switch it
+#: off to compare with the plain layer-by-layer chain.
+FUSED = True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -148,7 +157,23 @@ class LFLB(nnx.Module):
         self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = max_pool(nnx.elu(self.bn(conv(self.conv, x))), self.pool, self.pool_padding)
+        c = conv(self.conv, x, with_bias=False) if FUSED and len(self.pool) == x.ndim - 2 else None
+        if c is None:
+            x = max_pool(nnx.elu(self.bn(conv(self.conv, x))), self.pool, self.pool_padding)
+        else:
+            bn, padding = self.bn, self.pool_padding.lower()
+            conv_bias = None if self.conv.bias is None else self.conv.bias[...]
+            window = self.pool if len(self.pool) == 2 else self.pool[0]
+            if bn.use_running_average:
+                x = ops.batch_norm_elu_pool_inference(c, conv_bias, bn.mean[...], bn.var[...], bn.scale[...],
+                                                      bn.bias[...], window, padding, epsilon=bn.epsilon)
+            else:
+                # Batch statistics, and the running averages updated as flax.nnx.BatchNorm does.
+                x, mean, var = ops.batch_norm_elu_pool(c, conv_bias, bn.scale[...], bn.bias[...], window,
+                                                       padding, epsilon=bn.epsilon)
+                m = bn.momentum
+                bn.mean[...] = jax.lax.stop_gradient(m * bn.mean[...] + (1 - m) * mean)
+                bn.var[...] = jax.lax.stop_gradient(m * bn.var[...] + (1 - m) * var)
         return x if self.dropout is None else self.dropout(x)
 
 
