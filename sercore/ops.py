@@ -1,21 +1,28 @@
-"""Convolution and max-pooling with backward passes that XLA:CPU runs fast.
+"""Convolution, max-pooling and the fused LFLB activation, written so that XLA:CPU runs them fast.
 
-The paper nets spend nearly all their training time in two backward kernels that XLA:CPU compiles
-poorly: the convolution's filter gradient (a convolution whose window is the whole feature map) and
-max-pooling's ``select_and_scatter``. The functions here compute the same values and the same
-gradients with "forward-friendly" operations instead:
+The paper nets spend nearly all their training time in a few places that XLA:CPU compiles poorly:
+the convolution's filter gradient (a convolution whose window is the whole feature map), max-pooling's
+``select_and_scatter``, and the chain BatchNorm -> ELU -> max-pool on the first block's map
+(32 x 128 x 251 x 64 floats, 263 MB per batch), which the unfused chain reads and writes about a
+dozen times. The functions here compute the same values and gradients another way:
 
-* :func:`conv2d` -- forward is ``lax.conv_general_dilated``; the input gradient is a forward
-  convolution of the output gradient with the flipped, transposed kernel; the filter gradient is one
-  matrix product per kernel tap, ``dy^T @ shifted(x)``, summed over batch and positions.
+* :func:`conv2d` -- forward is ``lax.conv_general_dilated`` (a one-channel input: kh * kw fused
+  multiply-adds); the input gradient is a forward convolution of the output gradient with the
+  flipped, transposed kernel; the filter gradient is a few matrix products that contract the long
+  (batch * positions) axis of both operands in place (see ``_filter_grad``).
 * :func:`max_pool2d` -- forward is ``lax.reduce_window``; the backward pass compares each of the
   ph * pw taps of every window (strided slices) with the window max and routes the gradient to the
   first maximum (row-major order inside the window), exactly as ``jax.grad`` of
   ``lax.reduce_window`` (``select_and_scatter``) does, ties included.
+* :func:`batch_norm_elu_pool` -- an LFLB's BatchNorm (training mode) -> ELU -> max-pool as one op
+  with a custom backward pass: two passes over the map each way, the winning tap of each window
+  kept as int8. :func:`batch_norm_elu_pool_inference` is the evaluation-mode forward in one pass
+  (LFLBs do not use it: it was slower than the plain chain for td_cnn_lstm's short windows).
 
-Both are drop-in replacements, with float32-rounding-level differences only, for
-``lax.conv_general_dilated`` and ``flax.nnx.max_pool`` on NHWC tensors; :func:`conv1d` and
-:func:`max_pool1d` are the same on (batch, time, channels) tensors. Everything is jittable,
+The convolution and pool are drop-in replacements, with float32-rounding-level differences only, for
+``lax.conv_general_dilated`` and ``flax.nnx.max_pool`` on NHWC tensors, and the fused op for
+``nnx.BatchNorm`` + ``nnx.elu`` + ``max_pool2d`` (tests compare values and gradients);
+:func:`conv1d`, :func:`max_pool1d` and the fused op also take (batch, time, channels) tensors. Everything is jittable,
 vmappable and differentiable (first order).
 
 Examples

@@ -47,8 +47,9 @@ about 1-1.3 hours in all. The synthetic corpus (700 utterances against EmoDB's 5
 as long. Feature extraction is cached; JAX's compilation cache (``<data>/cache/jax``) is shared by
 the notebooks.
 
-``full`` costs about 15x ``quick`` per epoch on this CPU (zhao2d at 128 x 251 trains at ~7.9 samples/s,
-see ``sercore bench``: ~40 s an EmoDB epoch), with up to 7x the epochs, 3 seeds and the three costly
+``full`` costs about 15x ``quick`` per epoch on this CPU (zhao2d at 128 x 251 trained at ~7.9 samples/s
+when this was measured, ~40 s an EmoDB epoch; with the fused LFLB op of December 2026 ``sercore bench``
+gives ~16.6, so about half that), with up to 7x the epochs, 3 seeds and the three costly
 models: days of CPU, hours on a GPU.
 
 Several seeds at once (:func:`sercore.training.train_many`, ``jax.vmap`` over stacked states) does
