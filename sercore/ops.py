@@ -16,8 +16,7 @@ dozen times. The functions here compute the same values and gradients another wa
   ``lax.reduce_window`` (``select_and_scatter``) does, ties included.
 * :func:`batch_norm_elu_pool` -- an LFLB's BatchNorm (training mode) -> ELU -> max-pool as one op
   with a custom backward pass: two passes over the map each way, the winning tap of each window
-  kept as int8. :func:`batch_norm_elu_pool_inference` is the evaluation-mode forward in one pass
-  (LFLBs do not use it: it was slower than the plain chain for td_cnn_lstm's short windows).
+  kept as int8. LFLBs use it in training mode; evaluation keeps the plain chain.
 
 The convolution and pool are drop-in replacements, with float32-rounding-level differences only, for
 ``lax.conv_general_dilated`` and ``flax.nnx.max_pool`` on NHWC tensors, and the fused op for
@@ -44,8 +43,7 @@ from jax import lax
 
 from .errors import ConfigError
 
-__all__ = ["conv2d", "conv1d", "max_pool2d", "max_pool1d", "pool_output_size", "batch_norm_elu_pool",
-           "batch_norm_elu_pool_inference"]
+__all__ = ["conv2d", "conv1d", "max_pool2d", "max_pool1d", "pool_output_size", "batch_norm_elu_pool"]
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
@@ -195,6 +193,14 @@ def _pool_pads(n: int, window: int, padding: str) -> tuple[int, int]:
     return 0, total                      # VALID: drop the tail that fills no window
 
 
+def _pad_for_pool(x, pads):
+    """Pad (B, H, W, C) with -inf, or crop where a pad is negative, by ((h_lo, h_hi), (w_lo, w_hi))."""
+    (h_lo, h_hi), (w_lo, w_hi) = pads
+    if not any((h_lo, h_hi, w_lo, w_hi)):
+        return x
+    return lax.pad(x, jnp.array(-jnp.inf, x.dtype), ((0, 0, 0), (h_lo, h_hi, 0), (w_lo, w_hi, 0), (0, 0, 0)))
+
+
 def _reduce_window_max(x, ph, pw):
     return lax.reduce_window(x, -jnp.inf, lax.max, (1, ph, pw, 1), (1, ph, pw, 1), "VALID")
 
@@ -262,13 +268,8 @@ def max_pool2d(x: jax.Array, window: tuple[int, int] | int, padding: str = "same
     ph, pw = (int(v) for v in window)
     if x.ndim != 4 or ph < 1 or pw < 1:
         raise ConfigError(f"max_pool2d expects x (B, H, W, C) and a positive window; got {x.shape}, {window}")
-    (h_lo, h_hi), (w_lo, w_hi) = _pool_pads(x.shape[1], ph, padding), _pool_pads(x.shape[2], pw, padding)
-    if min(h_lo, h_hi, w_lo, w_hi) < 0:                      # VALID: crop
-        x = x[:, : x.shape[1] + min(h_hi, 0), : x.shape[2] + min(w_hi, 0)]
-    h_lo, h_hi, w_lo, w_hi = (max(v, 0) for v in (h_lo, h_hi, w_lo, w_hi))
-    if h_lo or h_hi or w_lo or w_hi:
-        x = jnp.pad(x, ((0, 0), (h_lo, h_hi), (w_lo, w_hi), (0, 0)), constant_values=-jnp.inf)
-    return _tiled_max(x, ph, pw)
+    pads = (_pool_pads(x.shape[1], ph, padding), _pool_pads(x.shape[2], pw, padding))
+    return _tiled_max(_pad_for_pool(x, pads), ph, pw)
 
 
 def max_pool1d(x: jax.Array, window: int, padding: str = "same") -> jax.Array:
@@ -289,8 +290,8 @@ def max_pool1d(x: jax.Array, window: int, padding: str = "same") -> jax.Array:
 # --------------------------------------------------------------------------------------------
 def _pool_view(a, window, pads):
     """Pad/crop ``a`` (B, H, W, C) for pooling and view it as (B, Ho, ph, Wo, pw, C) tiles."""
-    (ph, pw), ((h_lo, h_hi), (w_lo, w_hi)) = window, pads
-    a = lax.pad(a, jnp.array(-jnp.inf, a.dtype), ((0, 0, 0), (h_lo, h_hi, 0), (w_lo, w_hi, 0), (0, 0, 0)))
+    ph, pw = window
+    a = _pad_for_pool(a, pads)
     b, h, w, c = a.shape
     return a.reshape(b, h // ph, ph, w // pw, pw, c)
 
@@ -319,8 +320,8 @@ def _tile_max(tiles):
     return y, first
 
 
-def _pool_geometry(c, window, padding, name):
-    """(c as 4-D, (ph, pw), pads, one_d) for the fused LFLB activations, with input checks."""
+def _pool_geometry(c, window, padding):
+    """(c as 4-D, (ph, pw), pads, one_d) for :func:`batch_norm_elu_pool`, with input checks."""
     one_d = c.ndim == 3
     if one_d:
         c, window = c[:, None], (1, int(window if isinstance(window, int) else window[0]))
@@ -328,7 +329,7 @@ def _pool_geometry(c, window, padding, name):
         window = (window, window)
     ph, pw = (int(v) for v in window)
     if c.ndim != 4 or ph < 1 or pw < 1 or ph * pw > 127:
-        raise ConfigError(f"{name} expects c (B, H, W, C) or (B, T, C) and a window of 1-127 taps; "
+        raise ConfigError(f"batch_norm_elu_pool expects c (B, H, W, C) or (B, T, C) and a window of 1-127 taps; "
                           f"got {c.shape}, {window}")
     pads = (_pool_pads(c.shape[1], ph, padding), _pool_pads(c.shape[2], pw, padding))
     return c, (ph, pw), pads, one_d
@@ -423,25 +424,8 @@ def batch_norm_elu_pool(c: jax.Array, conv_bias: jax.Array | None, scale: jax.Ar
     the first maximum of each window, ties included. (Where the clipped variance is exactly 0 the
     reference's gradient through the clip differs; a channel that is constant over the whole batch.)
     """
-    c, window, pads, one_d = _pool_geometry(c, window, padding, "batch_norm_elu_pool")
+    c, window, pads, one_d = _pool_geometry(c, window, padding)
     if conv_bias is None:
         conv_bias = jnp.zeros(c.shape[-1], c.dtype)
     y, mean, var = _bn_elu_pool(c, conv_bias, scale, bias, window, pads, float(epsilon))
     return (y[:, 0] if one_d else y), mean, var
-
-
-def batch_norm_elu_pool_inference(c: jax.Array, conv_bias: jax.Array | None, mean: jax.Array, var: jax.Array,
-                                  scale: jax.Array, bias: jax.Array, window: tuple[int, ...] | int,
-                                  padding: str = "same", *, epsilon: float = 1e-3) -> jax.Array:
-    """``max_pool(elu(batch_norm(c + conv_bias)))`` with BatchNorm's running statistics (evaluation).
-
-    One pass over ``c``: normalise, ELU and the max over each window fuse into one loop, with no
-    padded copy of the map. Arguments as :func:`batch_norm_elu_pool`, plus the running ``mean`` and
-    ``var``; returns the pooled map. Differentiable (plain autodiff; the gradient goes to the first
-    maximum of each window).
-    """
-    c, window, pads, one_d = _pool_geometry(c, window, padding, "batch_norm_elu_pool_inference")
-    if conv_bias is not None:
-        c = c + conv_bias
-    y, _ = _tile_max(_pool_view(_bn_act(c, mean, var, scale, bias, epsilon), window, pads))
-    return y[:, 0] if one_d else y

@@ -148,16 +148,6 @@ def test_batch_norm_elu_pool_matches_unfused_chain(shape, window, padding):
         assert g.shape == r.shape
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
 
-    # Evaluation mode: the running statistics instead of the batch's.
-    mean, var = jax.random.normal(kb, (ch,)), jax.random.uniform(ks, (ch,)) + 0.2
-    bn = nnx.BatchNorm(ch, epsilon=1e-3, use_running_average=True, rngs=nnx.Rngs(0))
-    bn.mean[...], bn.var[...], bn.scale[...], bn.bias[...] = mean, var, scale, bias
-    spatial_window = (1, window) if c.ndim == 3 else window
-    want = _ref_pool(jax.nn.elu(bn(c + conv_bias)).reshape(c.shape[0], -1, *c.shape[-2:]) if c.ndim == 3
-                     else jax.nn.elu(bn(c + conv_bias)), spatial_window, padding)
-    got = ops.batch_norm_elu_pool_inference(c, conv_bias, mean, var, scale, bias, window, padding)
-    np.testing.assert_allclose(got, want[:, 0] if c.ndim == 3 else want, rtol=RTOL, atol=ATOL)
-
 
 def test_lflb_fused_activation_matches_the_plain_chain_in_both_modes(monkeypatch):
     from sercore.models import blocks
