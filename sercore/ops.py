@@ -15,8 +15,10 @@ dozen times. The functions here compute the same values and gradients another wa
   first maximum (row-major order inside the window), exactly as ``jax.grad`` of
   ``lax.reduce_window`` (``select_and_scatter``) does, ties included.
 * :func:`batch_norm_elu_pool` -- an LFLB's BatchNorm (training mode) -> ELU -> max-pool as one op
-  with a custom backward pass: two passes over the map each way, the winning tap of each window
-  kept as int8. LFLBs use it in training mode; evaluation keeps the plain chain.
+  with a custom backward pass. BatchNorm + ELU is monotonic per channel, so it pools the conv output
+  first and normalises only the pooled map; the full map is read twice forward (statistics, pool)
+  and once backward, the winning tap of each window kept as int8. LFLBs use it in training mode;
+  evaluation keeps the plain chain.
 
 The convolution and pool are drop-in replacements, with float32-rounding-level differences only, for
 ``lax.conv_general_dilated`` and ``flax.nnx.max_pool`` on NHWC tensors, and the fused op for
@@ -344,37 +346,42 @@ def _bn_elu_pool_fwd(c, conv_bias, scale, bias, window, pads, epsilon):
     # BatchNorm removes a per-channel constant, so the conv bias only shifts the batch mean:
     # statistics and normalisation use c itself and the (never stored) c + bias is not formed.
     mean, var = _batch_stats(c)
-    tiles = _pool_view(_bn_act(c, mean, var, scale, bias, epsilon), window, pads)
-    # Max over the ph * pw taps of each tile and the index of the first maximum (row-major), in one
-    # elementwise pass over strided views: "later tap wins only if strictly larger" keeps the first
-    # of ties, as select_and_scatter does. The index (int8) is all the backward pass needs.
-    y, first = _tile_max(tiles)
-    return (y, mean + conv_bias, var), (c, scale, bias, mean, var, first)
+    # BatchNorm's affine map and ELU are monotonic per channel (rising where scale >= 0, falling
+    # where scale < 0), so the window maximum of the activation is the activation of the window's
+    # largest (or smallest) c: pool c * sign first, then normalise and apply ELU on the pooled map
+    # only, a quarter or less of the full one. The pool keeps the first maximum of each window
+    # ("a later tap wins only if strictly larger", row-major), as select_and_scatter does; its
+    # index (int8) is all the backward pass needs.
+    sign = jnp.where(scale < 0, -1.0, 1.0).astype(c.dtype)
+    key, first = _tile_max(_pool_view(c * sign, window, pads))
+    c_max = key * sign                    # the winning c (exact: sign is +-1)
+    return ((_bn_act(c_max, mean, var, scale, bias, epsilon), mean + conv_bias, var),
+            (c, scale, bias, mean, var, c_max, first))
 
 
 def _bn_elu_pool_bwd(window, pads, epsilon, residuals, cotangents):
-    c, scale, bias, mean, var, first = residuals
+    c, scale, bias, mean, var, c_max, first = residuals
     dy, dmean, dvar = cotangents
     (ph, pw), ((h_lo, h_hi), (w_lo, w_hi)) = window, pads
     b, ho, wo, ch = dy.shape
     n = c.size // ch
-    # The pooled gradient goes to the first maximum of each tile, then through ELU (derivative 1
-    # above 0, exp(z) below) and BatchNorm's training-mode backward. Everything is recomputed from
-    # the conv output c elementwise, so XLA fuses it into two passes over c (the per-channel sums,
-    # then dc) instead of materialising each intermediate.
+    # The pooled gradient goes through ELU (derivative 1 above 0, exp(z) below) at the winning taps
+    # only, so BatchNorm's parameter gradients are sums over the pooled map; one pass over the full
+    # map then routes it to the first maximum of each window and applies BatchNorm's training-mode
+    # backward, everything recomputed from c elementwise (XLA fuses it into one loop).
+    rstd = lax.rsqrt(var + epsilon)
+    xhat_max = (c_max - mean) * rstd
+    z = (c_max - mean) * (rstd * scale) + bias
+    g = dy * jnp.where(z > 0, 1.0, jnp.exp(z))               # gradient at BatchNorm's output, pooled
+    axes = (0, 1, 2)
+    dbias, dscale = g.sum(axes), (g * xhat_max).sum(axes)
     shape6 = (b, ho, ph, wo, pw, ch)
     tap = lax.broadcasted_iota(jnp.int8, shape6, 2) * jnp.int8(pw) + lax.broadcasted_iota(jnp.int8, shape6, 4)
-    routed = jnp.where(tap == first[:, :, None, :, None, :], dy[:, :, None, :, None, :], 0.0)
+    routed = jnp.where(tap == first[:, :, None, :, None, :], g[:, :, None, :, None, :], 0.0)
     routed = lax.pad(routed.reshape(b, ho * ph, wo * pw, ch), jnp.array(0, dy.dtype),
                      ((0, 0, 0), (-h_lo, -h_hi, 0), (-w_lo, -w_hi, 0), (0, 0, 0)))
-    rstd = lax.rsqrt(var + epsilon)
     centred = c - mean
-    z = centred * (rstd * scale) + bias
-    g = routed * jnp.where(z > 0, 1.0, jnp.exp(z))            # gradient at BatchNorm's output
-    xhat = centred * rstd
-    axes = (0, 1, 2)
-    dbias, dscale = g.sum(axes), (g * xhat).sum(axes)
-    dc = (scale * rstd) * (g - dbias / n - xhat * (dscale / n)) + dmean / n + dvar * (2.0 / n) * centred
+    dc = (scale * rstd) * (routed - dbias / n - centred * (rstd * dscale / n)) + dmean / n + dvar * (2.0 / n) * centred
     # The conv bias reaches the outputs only through the returned mean (BatchNorm cancels it in the
     # normalised values), so its gradient is exactly the mean's cotangent: 0 in a model, where the
     # statistics only feed the running averages (autodiff of the unfused chain gives rounding noise).
@@ -391,9 +398,11 @@ def batch_norm_elu_pool(c: jax.Array, conv_bias: jax.Array | None, scale: jax.Ar
 
     The activation after a convolution in every LFLB. On a large map (zhao2d's first block is
     32 x 128 x 251 x 64 floats, 263 MB, per batch) the unfused chain reads and writes the map about
-    a dozen times, and XLA:CPU's max-pool gradient (``select_and_scatter``) is slow; here the forward
-    pass reads it twice (statistics, then normalise + ELU + pool in one pass that also records
-    which tap of each window won) and the backward pass twice.
+    a dozen times, and XLA:CPU's max-pool gradient (``select_and_scatter``) is slow. Here the
+    forward pass reads the map twice (statistics; a max-pool of ``c * sign(scale)`` that also records
+    which tap of each window won) and normalises + applies ELU to the pooled map only, which is
+    exact because BatchNorm's affine map and ELU are monotonic per channel; the backward pass
+    computes BatchNorm's parameter gradients on the pooled map and reads the full map once.
 
     Parameters
     ----------
@@ -420,9 +429,15 @@ def batch_norm_elu_pool(c: jax.Array, conv_bias: jax.Array | None, scale: jax.Ar
     Notes
     -----
     Values and gradients equal ``max_pool2d(jax.nn.elu(y))`` with ``y`` from
-    ``flax.nnx.BatchNorm(use_running_average=False)`` to float32 rounding; the pool gradient goes to
-    the first maximum of each window, ties included. (Where the clipped variance is exactly 0 the
-    reference's gradient through the clip differs; a channel that is constant over the whole batch.)
+    ``flax.nnx.BatchNorm(use_running_average=False)`` to float32 rounding. The pool gradient goes to
+    the first maximum of each window (row-major), ties in ``c`` included, as ``select_and_scatter``
+    does. Two different ``c`` in a window whose activations round to the same float (ELU saturates
+    at -1 below z of about -17) count as a tie in the plain chain but not here: the gradient goes to
+    the larger ``c`` instead of the earlier tap, an equally valid subgradient. Where ``scale`` is
+    exactly 0 the pooled output has a kink in ``scale``; its gradient here is the right-hand
+    derivative (the window's largest ``c``), the plain chain's is the first tap's. (Where the clipped
+    variance is exactly 0 the reference's gradient through the clip differs; a channel that is
+    constant over the whole batch.)
     """
     c, window, pads, one_d = _pool_geometry(c, window, padding)
     if conv_bias is None:

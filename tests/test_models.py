@@ -230,8 +230,9 @@ def test_ae_fusion_encoder_is_frozen():
     rec = harness("ae_fusion")
     model = rec["model"]
     assert rec["n_frozen"] > 0 and rec["frozen_unchanged"]
-    assert models.analysis.count_params(model.encoder) == 0
-    assert models.analysis.count_params(model.encoder, "non_trainable") > 0
+    from sercore.models.analysis import count_params      # imported here: the test must not rely on another test's import
+    assert count_params(model.encoder) == 0
+    assert count_params(model.encoder, "non_trainable") > 0
 
 
 def test_ae_fusion_from_saved_encoder(tmp_path):

@@ -130,6 +130,12 @@ def test_batch_norm_elu_pool_matches_unfused_chain(shape, window, padding):
     c = c.at[..., 0].set(jnp.round(c[..., 0]))          # a channel with many ties inside windows
     ch = shape[-1]
     conv_bias, scale, bias = jax.random.normal(kb, (ch,)), jax.random.uniform(ks, (ch,)) + 0.5, jax.random.normal(kt, (ch,))
+    # The fused op pools c * sign(scale) before normalising: a falling channel (scale < 0) pools the
+    # minimum of c; a flat one (scale == 0) has the same values (its scale gradient is checked below).
+    scale = scale.at[1].multiply(-1.0)
+    flat = 3 if ch > 3 else None
+    if flat is not None:
+        scale = scale.at[flat].set(0.0)
     got = ops.batch_norm_elu_pool(c, conv_bias, scale, bias, window, padding)
     want = _ref_bn_elu_pool(c, conv_bias, scale, bias, window, padding)
     for g, r in zip(got, want):
@@ -144,7 +150,23 @@ def test_batch_norm_elu_pool_matches_unfused_chain(shape, window, padding):
         y, mean, var = _ref_bn_elu_pool(c, conv_bias, scale, bias, window, padding)
         return jnp.concatenate([y.ravel(), 0.3 * mean, 0.2 * var])
 
-    for g, r in zip(_grads(fused, c, conv_bias, scale, bias), _grads(plain, c, conv_bias, scale, bias)):
+    got, want = _grads(fused, c, conv_bias, scale, bias), _grads(plain, c, conv_bias, scale, bias)
+    if flat is not None:
+        # At scale == 0 the output has a kink in scale (every tap ties): the plain chain routes to
+        # the first tap, the fused op takes the right-hand derivative, i.e. the window's largest c:
+        # sum over windows of dL/dy * ELU'(bias) * xhat(max c). Check that, then drop the entry.
+        c4, window4, pads, _ = ops._pool_geometry(c, window, padding)
+        tiles = ops._pool_view(c4[..., flat, None], window4, pads)
+        c_max = tiles.max(axis=(2, 4))[..., 0]
+        y = ops.batch_norm_elu_pool(c, conv_bias, scale, bias, window, padding)[0]
+        dy = jnp.cos(jnp.arange(y.size, dtype=y.dtype).reshape(y.shape))[..., flat]
+        mean, var = _ref_bn_elu_pool(c, conv_bias, scale, bias, window, padding)[1:]
+        xhat = (c_max.reshape(dy.shape) + conv_bias[flat] - mean[flat]) / jnp.sqrt(var[flat] + 1e-3)
+        elu_grad = jnp.where(bias[flat] > 0, 1.0, jnp.exp(bias[flat]))
+        np.testing.assert_allclose(got[2][flat], jnp.sum(dy * elu_grad * xhat), rtol=1e-4, atol=1e-4)
+        got = (*got[:2], got[2].at[flat].set(0.0), *got[3:])
+        want = (*want[:2], want[2].at[flat].set(0.0), *want[3:])
+    for g, r in zip(got, want):
         assert g.shape == r.shape
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
 
