@@ -299,7 +299,10 @@ def format_table(result: dict) -> str:
              f"jax {result['versions']['jax']}, flax {result['versions']['flax']}; "
              f"train batch {result['protocol']['train_batch']} (Adam), inference batch "
              f"{result['protocol']['infer_batch']}; samples/s median [min-max] of {result['protocol']['repeats']} "
-             f"x {result['protocol']['steps']} steps; GFLOP per sample (forward)", ""]
+             f"x {result['protocol']['steps']} steps; GFLOP per sample (forward)"]
+    if result["machine"].get("memory"):
+        lines.append(result["machine"]["memory"] + " (the references run with the same environment)")
+    lines.append("")
     header = (f"{'model':<14}{'params':>10}{'GFLOP':>10}{'train samples/s':>24}{'%peak':>7}"
               f"{'infer samples/s':>24}{'%peak':>7}{'compile s':>11}")
     lines += [header, "-" * len(header)]
@@ -381,6 +384,7 @@ def run_bench(models: Sequence[str] = DEFAULT_MODELS, *, steps: int = 5, repeats
     import jax
 
     from . import models as model_zoo
+    from . import runtime
 
     unknown = [m for m in models if m not in model_zoo.list_models()]
     if unknown:
@@ -389,7 +393,9 @@ def run_bench(models: Sequence[str] = DEFAULT_MODELS, *, steps: int = 5, repeats
     cpu = cpu_info()
     result = {"time": time.strftime("%Y-%m-%d %H:%M:%S"),
               "machine": {"cpu": cpu, "host": platform.node(), "python": sys.version.split()[0],
-                          "xla_flags": os.environ.get("XLA_FLAGS", "")},
+                          "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                          # the reference frameworks run as subprocesses with this same environment
+                          "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""), "memory": runtime.status()},
               "versions": {"jax": jax.__version__, "flax": flax.__version__},
               "protocol": {"steps": steps, "repeats": repeats, "warmup": warmup, "train_batch": train_batch,
                            "infer_batch": infer_batch, "optimizer": "adam 1e-3", "data": "standard normal"},

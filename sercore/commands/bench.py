@@ -12,7 +12,7 @@ def register(subparsers) -> None:
         description="Measure each model's parameters, GFLOP per sample, training (batch 32, Adam) and "
                     "inference (batch 64) samples/s (median [min-max] of timed repeats after warm-up), "
                     "first-step compile time and share of this CPU's FP32 peak, plus log-mel extraction "
-                    "clips/s. Never part of the tests; figures drift 10 %% between runs on shared machines, "
+                    "clips/s. Never part of the tests; figures drift 10 % between runs on shared machines, "
                     "so compare frameworks within one run (--torch/--tf).")
     p.add_argument("--models", default=None,
                    help="comma-separated model names (default: zhao2d,poolfix2d,attn_blstm,td_cnn_lstm)")
