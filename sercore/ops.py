@@ -38,6 +38,7 @@ Examples
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -105,8 +106,13 @@ def _filter_grad(x, dy, kh, kw, pads):
 
     * few input channels (the first LFLB: kh * kw * c_in <= 64): one product with the im2col
       matrix of x, which is small, so dy (the large operand) is read once;
-    * otherwise: the kw column shifts of x side by side as channels, then one batched product per
-      kernel row (kh products of width kw * c_in), summed over the batch.
+    * otherwise: the kw column shifts of x side by side as channels (B, Hp, Wo, kw * c_in), and
+      the kh row shifts of dy, zero-padded to Hp rows, side by side (B, Hp, Wo, kh * c_out); one
+      product contracts examples and positions and gives every (i, j) block of dw at once. Each
+      operand is copied once, instead of one strided copy per kernel row. The examples go in up to
+      4 groups, a batched product whose partial sums are added at the end: faster than one
+      product (the groups run in parallel) and than one per example (whose B partial dw would be
+      264 MB for td_cnn_lstm's 448 windows).
     """
     (ph_lo, ph_hi), (pw_lo, pw_hi) = pads
     b, h_out, w_out, c_out = dy.shape
@@ -117,11 +123,14 @@ def _filter_grad(x, dy, kh, kw, pads):
                                axis=-1).reshape(-1, kh * kw * c_in)
         dw = lax.dot_general(cols, dy.reshape(-1, c_out), (((0,), (0,)), ((), ())))
         return dw.reshape(kh, kw, c_in, c_out)
-    shifted = jnp.concatenate([x_pad[:, :, j:j + w_out, :] for j in range(kw)], axis=-1)  # (B, Hp, Wo, kw*C)
-    dy_flat = dy.reshape(b, -1, c_out)
-    rows = [lax.dot_general(shifted[:, i:i + h_out].reshape(b, -1, kw * c_in), dy_flat,
-                            (((1,), (1,)), ((0,), (0,)))).sum(0) for i in range(kh)]
-    return jnp.stack(rows).reshape(kh, kw, c_in, c_out)
+    h_pad = x_pad.shape[1]                                   # = h_out + kh - 1
+    x_cols = jnp.concatenate([x_pad[:, :, j:j + w_out, :] for j in range(kw)], axis=-1)      # [j, c_in]
+    dy_rows = jnp.concatenate([jnp.pad(dy, ((0, 0), (i, h_pad - h_out - i), (0, 0), (0, 0))) for i in range(kh)],
+                              axis=-1)                                                       # [i, c_out]
+    groups = math.gcd(b, 4)
+    dw = lax.dot_general(x_cols.reshape(groups, -1, kw * c_in), dy_rows.reshape(groups, -1, kh * c_out),
+                         (((1,), (1,)), ((0,), (0,)))).sum(0)                                # (kw*c_in, kh*c_out)
+    return dw.reshape(kw, c_in, kh, c_out).transpose(2, 0, 1, 3)
 
 
 _conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)

@@ -36,6 +36,10 @@ def _grads(f, *args):
     ((2, 7, 10, 3), (5, 3), "same"),
     ((1, 8, 11, 4), (3, 3), "valid"),
     ((2, 6, 9, 3), (2, 4), "same"),        # even kernels: extra padding at the end, as XLA's SAME
+    # wide inputs (kh * kw * c_in > 64): the filter gradient's grouped product, 1, 2 and 4 groups
+    ((3, 6, 9, 8), (3, 3), "same"),
+    ((6, 5, 7, 16), (2, 3), "valid"),
+    ((8, 4, 10, 12), (3, 2), "same"),
 ])
 def test_conv2d_matches_lax(shape, kernel, padding):
     kx, kw, kb = jax.random.split(jax.random.key(0), 3)
