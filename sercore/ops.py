@@ -18,7 +18,7 @@ dozen times. The functions here compute the same values and gradients another wa
   with a custom backward pass. BatchNorm + ELU is monotonic per channel, so it pools the conv output
   first and normalises only the pooled map; the full map is read twice forward (statistics, pool)
   and once backward, the winning tap of each window kept as int8. LFLBs use it in training mode;
-  evaluation keeps the plain chain.
+  in evaluation they pool first too (``max_pool2d`` of ``c * sign(scale)``, then BatchNorm + ELU).
 
 The convolution and pool are drop-in replacements, with float32-rounding-level differences only, for
 ``lax.conv_general_dilated`` and ``flax.nnx.max_pool`` on NHWC tensors, and the fused op for

@@ -184,6 +184,7 @@ def test_lflb_fused_activation_matches_the_plain_chain_in_both_modes(monkeypatch
         monkeypatch.setattr(blocks, "FUSED", fused)
         layer = blocks.LFLB(2, 5, pool=(2, 4), rngs=nnx.Rngs(0))
         layer.conv.bias[...] = jnp.arange(5.0)                  # a bias that shifts the running mean
+        layer.bn.scale[...] = jnp.array([1.0, -0.5, 2.0, 0.7, -1.3])   # falling channels pool the minimum
         layer.train()
         outs.append(layer(x))
         stats.append((layer.bn.mean[...], layer.bn.var[...]))
