@@ -216,18 +216,32 @@ def _reduce_window_max(x, ph, pw):
     return lax.reduce_window(x, -jnp.inf, lax.max, (1, ph, pw, 1), (1, ph, pw, 1), "VALID")
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _tiled_max(x, ph, pw):
+def _strided_max(x, ph, pw):
+    """The same tile max as elementwise maxima of the ph * pw strided views of x."""
+    b, h, w, c = x.shape
+    tiles = x.reshape(b, h // ph, ph, w // pw, pw, c)
+    y = tiles[:, :, 0, :, 0, :]
+    for k in range(1, ph * pw):
+        y = jnp.maximum(y, tiles[:, :, k // pw, :, k % pw, :])
+    return y
+
+
+def _window_max(x, ph, pw, strided):
+    return (_strided_max if strided else _reduce_window_max)(x, ph, pw)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _tiled_max(x, ph, pw, strided):
     """Max over non-overlapping ph x pw tiles of x (B, H, W, C); H % ph == W % pw == 0."""
-    return _reduce_window_max(x, ph, pw)
+    return _window_max(x, ph, pw, strided)
 
 
-def _tiled_max_fwd(x, ph, pw):
-    y = _reduce_window_max(x, ph, pw)
+def _tiled_max_fwd(x, ph, pw, strided):
+    y = _window_max(x, ph, pw, strided)
     return y, (x, y)
 
 
-def _tiled_max_bwd(ph, pw, residuals, dy):
+def _tiled_max_bwd(ph, pw, strided, residuals, dy):
     # Route dy to the first maximum of each tile (row-major order inside the tile), like
     # select_and_scatter, with ph * pw strided slices and elementwise ops only: tap (i, j) of
     # every tile gets dy where it equals the tile max and no earlier tap did.
@@ -250,7 +264,8 @@ def _tiled_max_bwd(ph, pw, residuals, dy):
 _tiled_max.defvjp(_tiled_max_fwd, _tiled_max_bwd)
 
 
-def max_pool2d(x: jax.Array, window: tuple[int, int] | int, padding: str = "same") -> jax.Array:
+def max_pool2d(x: jax.Array, window: tuple[int, int] | int, padding: str = "same", *,
+               strided: bool = False) -> jax.Array:
     """Max-pool an NHWC tensor with stride equal to the window, with a fast backward pass.
 
     Parameters
@@ -262,6 +277,13 @@ def max_pool2d(x: jax.Array, window: tuple[int, int] | int, padding: str = "same
     padding : {"same", "valid"}
         "same": output ceil(height / ph) x ceil(width / pw); the axis is padded with -inf, the
         odd one out at the end (XLA's SAME). "valid": floor, the tail that fills no window is dropped.
+    strided : bool
+        Compute the forward pass as elementwise maxima of the ph * pw strided views of x instead
+        of ``lax.reduce_window``: XLA then fuses a cheap elementwise producer of x (a convolution's
+        output times a sign, as in an LFLB's pool-first evaluation) into the pool loop. Values and
+        gradients are the same. Off by default: XLA:CPU also fuses an expensive producer (ELU's exp)
+        into that loop and runs it slowly (td_cnn_lstm inference 3x slower here), while
+        ``reduce_window`` is fused with a preceding convolution by XLA's ynn backend.
 
     Returns
     -------
@@ -280,10 +302,10 @@ def max_pool2d(x: jax.Array, window: tuple[int, int] | int, padding: str = "same
     if x.ndim != 4 or ph < 1 or pw < 1:
         raise ConfigError(f"max_pool2d expects x (B, H, W, C) and a positive window; got {x.shape}, {window}")
     pads = (_pool_pads(x.shape[1], ph, padding), _pool_pads(x.shape[2], pw, padding))
-    return _tiled_max(_pad_for_pool(x, pads), ph, pw)
+    return _tiled_max(_pad_for_pool(x, pads), ph, pw, bool(strided))
 
 
-def max_pool1d(x: jax.Array, window: int, padding: str = "same") -> jax.Array:
+def max_pool1d(x: jax.Array, window: int, padding: str = "same", *, strided: bool = False) -> jax.Array:
     """Max-pool (batch, time, channels) with stride == window; see :func:`max_pool2d`.
 
     Returns
@@ -292,7 +314,7 @@ def max_pool1d(x: jax.Array, window: int, padding: str = "same") -> jax.Array:
     """
     if x.ndim != 3:
         raise ConfigError(f"max_pool1d expects x (B, T, C); got {x.shape}")
-    return max_pool2d(x[:, None], (1, int(window)), padding)[:, 0]
+    return max_pool2d(x[:, None], (1, int(window)), padding, strided=strided)[:, 0]
 
 
 

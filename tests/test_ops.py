@@ -72,18 +72,20 @@ def test_conv1d_matches_lax(padding):
     ((2, 13, 10, 3), (4, 2)),     # poolfix: smaller time pool
 ])
 @pytest.mark.parametrize("padding", ["same", "valid"])
-def test_max_pool2d_matches_reduce_window(shape, window, padding):
+@pytest.mark.parametrize("strided", [False, True])
+def test_max_pool2d_matches_reduce_window(shape, window, padding, strided):
     # Rounded values: many ties per window, where the gradient must go to the first maximum
     # (row-major), as select_and_scatter does.
     x = jnp.round(2 * jax.random.normal(jax.random.key(3), shape)) / 2
     if padding == "valid" and min(shape[1] // window[0], shape[2] // window[1]) == 0:
         pytest.skip("no whole window")
-    y = ops.max_pool2d(x, window, padding)
+    y = ops.max_pool2d(x, window, padding, strided=strided)
     ref = _ref_pool(x, window, padding)
     assert y.shape == ref.shape == (shape[0], ops.pool_output_size(shape[1], window[0], padding),
                                     ops.pool_output_size(shape[2], window[1], padding), shape[3])
     np.testing.assert_array_equal(y, ref)
-    (g,), (r,) = _grads(lambda x: ops.max_pool2d(x, window, padding), x), _grads(lambda x: _ref_pool(x, window, padding), x)
+    (g,), (r,) = (_grads(lambda x: ops.max_pool2d(x, window, padding, strided=strided), x),
+                  _grads(lambda x: _ref_pool(x, window, padding), x))
     np.testing.assert_array_equal(g, r)
 
 
@@ -91,6 +93,7 @@ def test_max_pool_matches_flax_and_1d():
     x = jax.random.normal(jax.random.key(4), (2, 37, 5))
     np.testing.assert_array_equal(ops.max_pool1d(x, 4), nnx.max_pool(x, (4,), strides=(4,), padding="SAME"))
     np.testing.assert_array_equal(ops.max_pool1d(x, 4, "valid"), nnx.max_pool(x, (4,), strides=(4,), padding="VALID"))
+    np.testing.assert_array_equal(ops.max_pool1d(x, 4, strided=True), ops.max_pool1d(x, 4))
     x2 = jnp.round(jax.random.normal(jax.random.key(5), (2, 9, 11, 3)))
     (g,) = _grads(lambda x: ops.max_pool2d(x, 2), x2)
     (r,) = _grads(lambda x: nnx.max_pool(x, (2, 2), strides=(2, 2), padding="SAME"), x2)

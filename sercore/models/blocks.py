@@ -80,7 +80,7 @@ def _as_tuple(value, n: int, name: str) -> tuple:
     return value
 
 
-def max_pool(x: jax.Array, window: Sequence[int], padding: str = "SAME") -> jax.Array:
+def max_pool(x: jax.Array, window: Sequence[int], padding: str = "SAME", *, strided: bool = False) -> jax.Array:
     """Max-pool the spatial axes of a channels-last batch, stride = window.
 
     Parameters
@@ -91,11 +91,13 @@ def max_pool(x: jax.Array, window: Sequence[int], padding: str = "SAME") -> jax.
         Pool size per spatial axis (2-D: (freq, time); 1-D: (time,)).
     padding : {'same', 'valid'}
         'same' pads with -inf at the end (TensorFlow placement), so a partial window is kept.
+    strided : bool
+        See :func:`sercore.ops.max_pool2d` (for a cheap elementwise producer of ``x``).
     """
     if len(window) == 2 and x.ndim == 4:          # sercore.ops: same values and gradients, fast backward
-        return ops.max_pool2d(x, tuple(window), padding.lower())
+        return ops.max_pool2d(x, tuple(window), padding.lower(), strided=strided)
     if len(window) == 1 and x.ndim == 3:
-        return ops.max_pool1d(x, window[0], padding.lower())
+        return ops.max_pool1d(x, window[0], padding.lower(), strided=strided)
     dims = (1, *window, 1)
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, dims, padding.upper())
 
@@ -163,7 +165,7 @@ class LFLB(nnx.Module):
             # where scale >= 0), so pooling c * sign before them gives the same values and applies
             # them to the pooled map only.
             sign = jnp.where(self.bn.scale[...] < 0, -1.0, 1.0).astype(x.dtype)
-            pooled = max_pool(conv(self.conv, x) * sign, self.pool, self.pool_padding) * sign
+            pooled = max_pool(conv(self.conv, x) * sign, self.pool, self.pool_padding, strided=True) * sign
             x = nnx.elu(self.bn(pooled))
             return x if self.dropout is None else self.dropout(x)
         c = conv(self.conv, x, with_bias=False) if fast else None
