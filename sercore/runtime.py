@@ -62,7 +62,7 @@ def wanted(environ: dict | None = None) -> tuple[bool, str]:
     """Whether the tunable can help in this process's environment, and why (not)."""
     environ = os.environ if environ is None else environ
     if environ.get(_OFF_SWITCH, "1") == "0":
-        return False, f"off ({_OFF_SWITCH}=0)"
+        return False, f"{_OFF_SWITCH}=0"
     if sys.platform != "linux":
         return False, "not Linux"
     glibc = _glibc_version()

@@ -22,7 +22,7 @@ def test_environ_with_tunable_keeps_other_tunables_and_is_idempotent():
 
 
 def test_off_switch_and_kernel_without_huge_pages(monkeypatch, tmp_path):
-    assert runtime.wanted({"SERCORE_HUGEPAGES": "0"}) == (False, "off (SERCORE_HUGEPAGES=0)")
+    assert runtime.wanted({"SERCORE_HUGEPAGES": "0"}) == (False, "SERCORE_HUGEPAGES=0")
     thp = tmp_path / "enabled"
     thp.write_text("always madvise [never]\n")
     assert runtime._thp_mode(thp) == "never"
