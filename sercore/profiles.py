@@ -4,7 +4,7 @@
     Seconds to a minute: tests and CI. Tiny inputs (32 mels x ~32 frames of 1 s), 2 epochs, the first
     2 folds, one seed. Numbers from it mean nothing; it checks that the pipeline runs.
 ``quick``
-    The main job on 2 CPU cores, sized to finish in about an hour on EmoDB (measurements below). Inputs are reduced to 40 mels x 63 frames (3 s at hop 768 = 48 ms, n_fft
+    The main job on 2 CPU cores, sized to finish in under an hour on EmoDB (measurements below). Inputs are reduced to 40 mels x 63 frames (3 s at hop 768 = 48 ms, n_fft
     1024) -- 40 log-mel bands is the classic SER filterbank size; the time resolution is coarser than
     the paper's -- all 5 speaker folds, 4 to 8 epochs (patience 3 after epoch 4) at batch 16, one
     seed, BatchNorm momentum 0.9, and the 8 classifiers of :data:`QUICK_MODELS` (the raw-audio nets
@@ -39,18 +39,21 @@ zhao1d_bilstm     41           (not in quick)
 dcnn_blstm_attn   22           (not in quick)
 ================  ===========  =========
 
-``make reports CORPUS=emodb`` end to end, from an empty results folder: 01 10 s, 02 13 min 26 s (4
-models and a 6-point sweep, 45 runs), 03 32 min 10 s (80 runs: 8 models x 2 protocols x 5 folds), 04
-43 s (reuses 03's runs), 05 29 min 40 s (per-fold autoencoders, 5 fusion runs and 15 runs at 3x the
-training data, measured while another study shared the 2 cores; alone it takes roughly half that):
-about 1-1.3 hours in all. The synthetic corpus (700 utterances against EmoDB's 535) takes about 1.3x
-as long. Feature extraction is cached; JAX's compilation cache (``<data>/cache/jax``) is shared by
-the notebooks.
+The table was measured before the December 2026 speed-ups (``sercore.ops`` pool-first LFLBs, huge
+pages); in the run below the same runs took 10-14 s each (zhao2d, speaker folds) and 24-47 s
+(td_cnn_*), about 1.5-2x faster.
+
+``make reports CORPUS=emodb`` end to end, from an empty results folder, on 2026-12-02 (commit
+0848bc5): 01 10 s, 02 10 min 59 s (4 models and a 6-point sweep, 45 runs), 03 24 min 52 s (80 runs:
+8 models x 2 protocols x 5 folds; a test run shared the 2 cores for its first 10 minutes), 04 59 s
+(reuses 03's runs), 05 12 min 02 s (per-fold autoencoders, 5 fusion runs and 15 runs at 3x the
+training data): 49 min in all. Before the speed-ups (2026-11-23) it took 1-1.3 hours. The synthetic
+corpus (700 utterances against EmoDB's 535) takes about 1.3x as long. Feature extraction is cached;
+JAX's compilation cache (``<data>/cache/jax``) is shared by the notebooks.
 
 ``full`` costs about 15x ``quick`` per epoch on this CPU (zhao2d at 128 x 251 trained at ~7.9 samples/s
-when this was measured, ~40 s an EmoDB epoch; with the fused LFLB op of December 2026 ``sercore bench``
-gives ~16.6, so about half that), with up to 7x the epochs, 3 seeds and the three costly
-models: days of CPU, hours on a GPU.
+when this was measured, ~40 s an EmoDB epoch; ``sercore bench`` now gives ~32, so about 10 s), with
+up to 7x the epochs, 3 seeds and the three costly models: days of CPU, hours on a GPU.
 
 Several seeds at once (:func:`sercore.training.train_many`, ``jax.vmap`` over stacked states) does
 *not* pay on CPU: 3 seeds of zhao2d at 40 x 63 trained at 0.32x the samples/s of three sequential
