@@ -3,9 +3,9 @@
 XLA:CPU allocates a jitted step's temporaries afresh on every call (about 1.8 GB for a zhao2d
 training step at batch 32). glibc serves every allocation above 32 MiB with a fresh ``mmap``, so
 each step touches all of that memory for the first time, in 4 KiB pages: about 460,000 page faults
-per zhao2d step on the 2-core development machine, a quarter of the step's time. glibc's tunable
+per zhao2d step on the 2-core development machine, about a fifth of the step's time. glibc's tunable
 ``glibc.malloc.hugetlb=1`` (glibc >= 2.35) makes malloc ask the kernel for transparent huge pages
-(``madvise``), 2 MiB each, so faults fall about 500-fold; zhao2d training went from 24 to 31
+(``madvise``), 2 MiB each: a few thousand faults per step; zhao2d training went from 24 to 31
 samples/s there (PyTorch's CPU allocator gains as much: ``sercore bench`` runs both with the same
 environment).
 
