@@ -46,7 +46,8 @@ from jax import lax
 
 from .errors import ConfigError
 
-__all__ = ["conv2d", "conv1d", "max_pool2d", "max_pool1d", "pool_output_size", "batch_norm_elu_pool"]
+__all__ = ["conv2d", "conv1d", "max_pool2d", "max_pool1d", "pool_output_size", "batch_norm_elu_pool",
+           "pool_first_sign"]
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
@@ -216,14 +217,21 @@ def _reduce_window_max(x, ph, pw):
     return lax.reduce_window(x, -jnp.inf, lax.max, (1, ph, pw, 1), (1, ph, pw, 1), "VALID")
 
 
+def _as_tiles(x, ph, pw):
+    """View (B, H, W, C) as (B, H / ph, ph, W / pw, pw, C) tiles (a free, row-major reshape)."""
+    b, h, w, c = x.shape
+    return x.reshape(b, h // ph, ph, w // pw, pw, c)
+
+
+def _taps(tiles):
+    """The ph * pw taps of (B, Ho, ph, Wo, pw, C) tiles as (B, Ho, Wo, C) strided views, row-major."""
+    ph, pw = tiles.shape[2], tiles.shape[4]
+    return [tiles[:, :, k // pw, :, k % pw, :] for k in range(ph * pw)]
+
+
 def _strided_max(x, ph, pw):
     """The same tile max as elementwise maxima of the ph * pw strided views of x."""
-    b, h, w, c = x.shape
-    tiles = x.reshape(b, h // ph, ph, w // pw, pw, c)
-    y = tiles[:, :, 0, :, 0, :]
-    for k in range(1, ph * pw):
-        y = jnp.maximum(y, tiles[:, :, k // pw, :, k % pw, :])
-    return y
+    return functools.reduce(jnp.maximum, _taps(_as_tiles(x, ph, pw)))
 
 
 def _window_max(x, ph, pw, strided):
@@ -247,7 +255,7 @@ def _tiled_max_bwd(ph, pw, strided, residuals, dy):
     # every tile gets dy where it equals the tile max and no earlier tap did.
     x, y = residuals
     b, h, w, c = x.shape
-    x_tiles = x.reshape(b, h // ph, ph, w // pw, pw, c)               # a free (row-major) view
+    x_tiles = _as_tiles(x, ph, pw)
     zero = jnp.zeros((), dy.dtype)
     taken = jnp.zeros(y.shape, dtype=bool)
     rows = []
@@ -323,10 +331,16 @@ def max_pool1d(x: jax.Array, window: int, padding: str = "same", *, strided: boo
 # --------------------------------------------------------------------------------------------
 def _pool_view(a, window, pads):
     """Pad/crop ``a`` (B, H, W, C) for pooling and view it as (B, Ho, ph, Wo, pw, C) tiles."""
-    ph, pw = window
-    a = _pad_for_pool(a, pads)
-    b, h, w, c = a.shape
-    return a.reshape(b, h // ph, ph, w // pw, pw, c)
+    return _as_tiles(_pad_for_pool(a, pads), *window)
+
+
+def pool_first_sign(scale: jax.Array, dtype=jnp.float32) -> jax.Array:
+    """+1 where BatchNorm's ``scale`` is >= 0, -1 where it is < 0: BatchNorm + ELU rises (falls) in c.
+
+    Pooling ``c * sign`` and multiplying the result by ``sign`` again gives, per channel, the c whose
+    activation is the window maximum; an LFLB normalises only that pooled map.
+    """
+    return jnp.where(scale < 0, -1.0, 1.0).astype(dtype)
 
 
 def _bn_act(c, mean, var, scale, bias, epsilon):
@@ -343,11 +357,9 @@ def _batch_stats(c):
 
 def _tile_max(tiles):
     """Max over the ph x pw taps of (B, Ho, ph, Wo, pw, C) tiles, and the (int8) tap of the first maximum."""
-    ph, pw = tiles.shape[2], tiles.shape[4]
-    y = tiles[:, :, 0, :, 0, :]
+    y, *rest = _taps(tiles)
     first = jnp.zeros(y.shape, jnp.int8)
-    for k in range(1, ph * pw):
-        tap = tiles[:, :, k // pw, :, k % pw, :]
+    for k, tap in enumerate(rest, start=1):
         larger = tap > y
         y, first = jnp.where(larger, tap, y), jnp.where(larger, jnp.int8(k), first)
     return y, first
@@ -383,7 +395,7 @@ def _bn_elu_pool_fwd(c, conv_bias, scale, bias, window, pads, epsilon):
     # only, a quarter or less of the full one. The pool keeps the first maximum of each window
     # ("a later tap wins only if strictly larger", row-major), as select_and_scatter does; its
     # index (int8) is all the backward pass needs.
-    sign = jnp.where(scale < 0, -1.0, 1.0).astype(c.dtype)
+    sign = pool_first_sign(scale, c.dtype)
     key, first = _tile_max(_pool_view(c * sign, window, pads))
     c_max = key * sign                    # the winning c (exact: sign is +-1)
     return ((_bn_act(c_max, mean, var, scale, bias, epsilon), mean + conv_bias, var),

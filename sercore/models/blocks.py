@@ -164,7 +164,7 @@ class LFLB(nnx.Module):
             # Evaluation: BatchNorm with running statistics and ELU are monotonic per channel (rising
             # where scale >= 0), so pooling c * sign before them gives the same values and applies
             # them to the pooled map only.
-            sign = jnp.where(self.bn.scale[...] < 0, -1.0, 1.0).astype(x.dtype)
+            sign = ops.pool_first_sign(self.bn.scale[...], x.dtype)
             pooled = max_pool(conv(self.conv, x) * sign, self.pool, self.pool_padding, strided=True) * sign
             x = nnx.elu(self.bn(pooled))
             return x if self.dropout is None else self.dropout(x)
