@@ -6,10 +6,15 @@ the convolution's filter gradient (a convolution whose window is the whole featu
 (32 x 128 x 251 x 64 floats, 263 MB per batch), which the unfused chain reads and writes about a
 dozen times. The functions here compute the same values and gradients another way:
 
-* :func:`conv2d` -- forward is ``lax.conv_general_dilated`` (a one-channel input: kh * kw fused
-  multiply-adds); the input gradient is a forward convolution of the output gradient with the
-  flipped, transposed kernel; the filter gradient is a few matrix products that contract the long
-  (batch * positions) axis of both operands in place (see ``_filter_grad``).
+* :func:`conv2d` -- a 3 x 3 kernel with 16 or more input and output channels (every LFLB after the
+  first) runs as Winograd F(4x4, 3x3) on CPU: 36 matrix products on transformed 6 x 6 input tiles,
+  4x fewer multiplies than the direct convolution; its input gradient is the same algorithm on the
+  output gradient with the flipped kernel, its filter gradient 36 products of the forward pass's
+  transformed tiles with the transformed output gradient. Otherwise the forward pass is
+  ``lax.conv_general_dilated`` (a one-channel input: kh * kw fused multiply-adds), the input
+  gradient a forward convolution of the output gradient with the flipped, transposed kernel, and
+  the filter gradient a few matrix products that contract the long (batch * positions) axis of
+  both operands in place (see ``_filter_grad``).
 * :func:`max_pool2d` -- forward is ``lax.reduce_window``; the backward pass compares each of the
   ph * pw taps of every window (strided slices) with the window max and routes the gradient to the
   first maximum (row-major order inside the window), exactly as ``jax.grad`` of
@@ -20,7 +25,8 @@ dozen times. The functions here compute the same values and gradients another wa
   and once backward, the winning tap of each window kept as int8. LFLBs use it in training mode;
   in evaluation they pool first too (``max_pool2d`` of ``c * sign(scale)``, then BatchNorm + ELU).
 
-The convolution and pool are drop-in replacements, with float32-rounding-level differences only, for
+The convolution and pool are drop-in replacements, with float32-rounding-level differences only
+(Winograd: about 2e-6 relative, 1e-5 at worst per element), for
 ``lax.conv_general_dilated`` and ``flax.nnx.max_pool`` on NHWC tensors, and the fused op for
 ``nnx.BatchNorm`` + ``nnx.elu`` + ``max_pool2d`` (tests compare values and gradients);
 :func:`conv1d`, :func:`max_pool1d` and the fused op also take (batch, time, channels) tensors. Everything is jittable,
@@ -42,6 +48,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from .errors import ConfigError
@@ -74,7 +81,111 @@ def _conv(x, w, pads):
         x_pad = jnp.pad(x, ((0, 0), *pads, (0, 0)))
         h_out, w_out = x_pad.shape[1] - kh + 1, x_pad.shape[2] - kw + 1
         return sum(x_pad[:, i:i + h_out, j:j + w_out, :] * w[i, j, 0] for i in range(kh) for j in range(kw))
+    if _winograd_applies(w.shape):
+        return _winograd_conv(x, w, pads)[0]
     return lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=_DIMENSION_NUMBERS)
+
+
+# Winograd F(4x4, 3x3) (Lavin & Gray, "Fast algorithms for convolutional neural networks", 2016):
+# each 4 x 4 output tile is A^T [(G w G^T) * (B^T d B)] A for the 6 x 6 input tile d around it, so a
+# 3 x 3 convolution becomes 36 matrix products (tiles x c_in) @ (c_in x c_out), 4x fewer multiplies
+# than the direct convolution, plus the transforms with these small matrices (interpolation points
+# 0, +-1, +-2 and infinity), which are sums of strided slices. float32 results differ from the
+# direct convolution by about 2e-6 relative (1e-5 at worst per element): rounding, not a change
+# of the function.
+_WINO_BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                     [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float32)
+_WINO_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                    [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float32)
+_WINO_AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+                    np.float32)
+#: Use Winograd for 3 x 3 convolutions with at least WINOGRAD_MIN_CHANNELS in and out channels
+#: (on CPU). A switch for tests and for counting the direct convolution's FLOPs, not a tuning knob.
+WINOGRAD = True
+WINOGRAD_MIN_CHANNELS = 16
+_HIGHEST = lax.Precision.HIGHEST
+
+
+def _winograd_applies(w_shape) -> bool:
+    """3 x 3 kernels with at least WINOGRAD_MIN_CHANNELS in and out channels, on CPU.
+
+    On a GPU the vendor's convolution (which picks its own algorithm, Winograd included) is used.
+    """
+    kh, kw, c_in, c_out = w_shape
+    return (WINOGRAD and (kh, kw) == (3, 3) and min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS
+            and jax.default_backend() == "cpu")
+
+
+def _combine(m, parts):
+    """``stack([sum_j m[i, j] * parts[j] for i])`` for a small constant matrix m, zeros skipped.
+
+    Each output is a sum of a few (strided) slices, which XLA fuses into the loop that writes the
+    stacked result: one pass that reads the slices and writes whole arrays. (As a matrix product
+    with m the slices are first copied side by side, and XLA:CPU is slow at that.)
+    """
+    rows = []
+    for row in np.asarray(m):
+        acc = None
+        for coef, part in zip(row.tolist(), parts):
+            if coef == 0:
+                continue
+            term = part if coef == 1 else (-part if coef == -1 else part * coef)
+            acc = term if acc is None else acc + term
+        rows.append(acc)
+    return jnp.stack(rows)
+
+
+def _winograd_pad(x, pads):
+    """x zero-padded by ``pads`` and on to whole 4 x 4 output tiles, and the (th, tw) tile grid."""
+    b, h, w, c = x.shape
+    (h_lo, h_hi), (w_lo, w_hi) = pads
+    th, tw = -(-(h + h_lo + h_hi - 2) // 4), -(-(w + w_lo + w_hi - 2) // 4)
+    return jnp.pad(x, ((0, 0), (h_lo, 4 * th + 2 - h - h_lo), (w_lo, 4 * tw + 2 - w - w_lo), (0, 0))), (th, tw)
+
+
+def _winograd_input(xp, tiles):
+    """B^T d B for every 6 x 6 tile of the padded input xp (B, 4 th + 2, 4 tw + 2, C).
+
+    Returns V (36, B * th * tw, C), index (row point, column point): the tiles' columns, then
+    their rows, each output point a sum of up to four strided slices. Columns first, because the
+    column slices (stride 4 * C) are the slow ones to read: taken from the padded input they add
+    up to 1.5x its size, taken after the row step 2.25x.
+    """
+    th, tw = tiles
+    cols = _combine(_WINO_BT, [xp[:, :, j:j + 4 * tw:4] for j in range(6)])          # (6, B, Hp, tw, C)
+    v = _combine(_WINO_BT, [cols[:, :, i:i + 4 * th:4] for i in range(6)])        # (6, 6, B, th, tw, C)
+    return v.reshape(36, -1, xp.shape[-1])
+
+
+def _winograd_output(m, b, tiles, size):
+    """A^T M A for every tile of M (36, B * th * tw, C_out), interleaved into (B, H_out, W_out, C_out)."""
+    (th, tw), c = tiles, m.shape[-1]
+    m = m.reshape(6, 6, b, th, tw, c)
+    s = _combine(_WINO_AT, [m[i] for i in range(6)])                      # (4 row, 6 col, ...)
+    y = _combine(_WINO_AT, [s[:, j] for j in range(6)])                   # (4 col, 4 row, ...)
+    return y.transpose(2, 3, 1, 4, 0, 5).reshape(b, 4 * th, 4 * tw, c)[:, :size[0], :size[1]]
+
+
+def _winograd_output_transpose(dyp, offset, tiles):
+    """The transpose of :func:`_winograd_output`: A dY A^T for every 4 x 4 tile, (36, B * th * tw, C).
+
+    ``dyp`` holds dy zero-padded, starting at ``offset``: the input gradient's padded copy, which
+    XLA writes out anyway. (Transposing dy itself, XLA fuses the computation of dy, BatchNorm's
+    backward pass in an LFLB, into the transpose, and that loop runs several times slower.)
+    """
+    (th, tw), (r0, c0), c = tiles, offset, dyp.shape[-1]
+    cols = _combine(_WINO_AT.T, [dyp[:, :, c0 + q:c0 + q + 4 * tw:4] for q in range(4)])   # (6, B, Hp, tw, C)
+    return _combine(_WINO_AT.T, [cols[:, :, r0 + p:r0 + p + 4 * th:4] for p in range(4)]).reshape(36, -1, c)
+
+
+def _winograd_conv(x, w, pads):
+    """Stride-1 3 x 3 convolution by Winograd F(4x4, 3x3): y, the transformed input V, padded x."""
+    h_out, w_out = x.shape[1] + sum(pads[0]) - 2, x.shape[2] + sum(pads[1]) - 2
+    xp, tiles = _winograd_pad(x, pads)
+    v = _winograd_input(xp, tiles)
+    u = jnp.einsum("ai,bj,ijco->abco", _WINO_G, _WINO_G, w, precision=_HIGHEST).reshape(36, *w.shape[2:])
+    m = lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))))               # 36 products (tiles, C) @ (C, C_out)
+    return _winograd_output(m, x.shape[0], tiles, (h_out, w_out)), v, xp
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -83,19 +194,31 @@ def _conv2d(x, w, pads):
 
 
 def _conv2d_fwd(x, w, pads):
-    return _conv(x, w, pads), (x, w)
+    if x.shape[-1] > 1 and _winograd_applies(w.shape):
+        # Keep the transformed input, not x: the filter gradient is computed from it.
+        y, v, _ = _winograd_conv(x, w, pads)
+        return y, (None, w, v)
+    return _conv(x, w, pads), (x, w, None)
 
 
 def _conv2d_bwd(pads, residuals, dy):
-    x, w = residuals
+    x, w, v = residuals
     kh, kw, c_in, c_out = w.shape
     (ph_lo, ph_hi), (pw_lo, pw_hi) = pads
     # Input gradient: a forward ("full") correlation of dy with the flipped kernel, in and out
     # channels swapped; the padding mirrors the forward one.
     w_flip = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
-    dx = _conv(dy, w_flip, ((kh - 1 - ph_lo, kh - 1 - ph_hi), (kw - 1 - pw_lo, kw - 1 - pw_hi)))
-    dw = _filter_grad(x, dy, kh, kw, pads)
-    return dx.astype(x.dtype), dw.astype(w.dtype)
+    dx_pads = ((kh - 1 - ph_lo, kh - 1 - ph_hi), (kw - 1 - pw_lo, kw - 1 - pw_hi))
+    if v is None:
+        dx = _conv(dy, w_flip, dx_pads)
+        return dx.astype(x.dtype), _filter_grad(x, dy, kh, kw, pads).astype(w.dtype)
+    # Winograd: dx from the padded dy, whose copy also gives the filter gradient's tiles;
+    # dw = G^T (V^T dM) G with V kept from the forward pass and dM = A dY A^T per tile position.
+    dx, _, dyp = _winograd_conv(dy, w_flip, dx_pads)
+    dm = _winograd_output_transpose(dyp, (dx_pads[0][0], dx_pads[1][0]), (-(-dy.shape[1] // 4), -(-dy.shape[2] // 4)))
+    du = lax.dot_general(v, dm, (((1,), (1,)), ((0,), (0,))))             # (36, C_in, C_out)
+    dw = jnp.einsum("ai,bj,abco->ijco", _WINO_G, _WINO_G, du.reshape(6, 6, c_in, c_out), precision=_HIGHEST)
+    return dx.astype(v.dtype), dw.astype(w.dtype)
 
 
 def _filter_grad(x, dy, kh, kw, pads):
@@ -156,6 +279,12 @@ def conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *, padding: s
     -------
     jax.Array, shape (batch, height', width', c_out)
         height' = height for "same", height - kh + 1 for "valid" (likewise width').
+
+    Notes
+    -----
+    On CPU a 3 x 3 kernel with at least ``WINOGRAD_MIN_CHANNELS`` (16) input and output channels
+    is computed by Winograd F(4x4, 3x3), forward and backward (values within about 1e-5 of the
+    direct convolution); other kernels, and every kernel on a GPU, by XLA's convolution.
 
     See Also
     --------

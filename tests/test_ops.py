@@ -55,6 +55,47 @@ def test_conv2d_matches_lax(shape, kernel, padding):
         np.testing.assert_allclose(g, r, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("shape,c_out,padding", [
+    ((2, 16, 25, 16), 24, "same"),     # odd width: the last tile column hangs over the edge
+    ((2, 9, 11, 20), 16, "valid"),
+    ((1, 5, 6, 16), 32, "same"),       # fewer rows than one tile's input
+    ((2, 1, 3, 16), 16, "same"),       # one row (the last LFLB's map)
+    ((3, 8, 8, 17), 16, "same"),       # whole tiles
+])
+def test_winograd_conv_matches_lax(shape, c_out, padding):
+    # 3 x 3 kernels with >= 16 channels in and out run as Winograd F(4x4, 3x3) on CPU: values and
+    # both gradients must match the direct convolution to float32 rounding (about 1e-5 of the
+    # largest value at worst), and the switch must really select it.
+    assert ops._winograd_applies((3, 3, shape[-1], c_out)) == (jax.default_backend() == "cpu")
+    kx, kw = jax.random.split(jax.random.key(14))
+    x = jax.random.normal(kx, shape)
+    w = jax.random.normal(kw, (3, 3, shape[-1], c_out)) * 0.2
+    y, ref = ops.conv2d(x, w, padding=padding), _ref_conv(x, w, padding)
+    assert y.shape == ref.shape
+    np.testing.assert_array_less(np.abs(y - ref).max(), 3e-5 * np.abs(ref).max())
+    got = _grads(lambda x, w: ops.conv2d(x, w, padding=padding), x, w)
+    want = _grads(lambda x, w: _ref_conv(x, w, padding), x, w)
+    for g, r in zip(got, want):
+        assert g.shape == r.shape and g.dtype == r.dtype
+        np.testing.assert_array_less(np.abs(g - r).max(), 3e-5 * np.abs(r).max())
+    # The direct path through the same op agrees as well (the switch the bench uses to count FLOPs).
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(ops, "WINOGRAD", False)
+        assert not ops._winograd_applies((3, 3, shape[-1], c_out))
+        direct = ops.conv2d(x, w, padding=padding)
+    np.testing.assert_array_less(np.abs(y - direct).max(), 3e-5 * np.abs(direct).max())
+
+
+def test_winograd_conv_under_vmap_and_jit():
+    x = jax.random.normal(jax.random.key(15), (2, 3, 6, 9, 16))     # (folds, B, H, W, C)
+    w = jax.random.normal(jax.random.key(16), (2, 3, 3, 16, 16)) * 0.2
+    f = lambda x, w: jnp.sum(jnp.sin(ops.conv2d(x, w)))
+    g = jax.jit(jax.vmap(jax.grad(f, argnums=(0, 1))))(x, w)
+    r = jax.vmap(jax.grad(lambda x, w: jnp.sum(jnp.sin(_ref_conv(x, w, "same"))), argnums=(0, 1)))(x, w)
+    for a, b in zip(g, r):
+        np.testing.assert_array_less(np.abs(a - b).max(), 3e-5 * np.abs(b).max())
+
+
 @pytest.mark.parametrize("padding", ["same", "valid"])
 def test_conv1d_matches_lax(padding):
     x = jax.random.normal(jax.random.key(1), (2, 50, 3))
