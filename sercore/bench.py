@@ -213,8 +213,9 @@ def bench_model(name: str, *, steps: int = 5, repeats: int = 3, warmup: int = 1,
     # is an effective one and can exceed what the multiply count alone would allow.
     ops.WINOGRAD, winograd = False, ops.WINOGRAD
     try:
-        flops_train = _flops(jax.jit(train_step).lower(params, rest, opt_state, x_train, y_train))
-        flops_infer = _flops(jax.jit(infer_step).lower(params, rest, x_infer))
+        # Fresh function objects: JAX reuses a function's trace, which was made with Winograd on.
+        flops_train = _flops(jax.jit(lambda *a: train_step(*a)).lower(params, rest, opt_state, x_train, y_train))
+        flops_infer = _flops(jax.jit(lambda *a: infer_step(*a)).lower(params, rest, x_infer))
     finally:
         ops.WINOGRAD = winograd
     executed_train, executed_infer = _flops(train), _flops(infer)
