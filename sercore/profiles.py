@@ -40,19 +40,20 @@ dcnn_blstm_attn   22           (not in quick)
 ================  ===========  =========
 
 The table was measured before the December 2026 speed-ups (``sercore.ops`` pool-first LFLBs, huge
-pages); in the run below the same runs took 10-14 s each (zhao2d, speaker folds) and 24-47 s
-(td_cnn_*), about 1.5-2x faster.
+pages, Winograd convolutions); in the run below a run took 7-14 s (zhao2d, median 8 s) and 15-29 s
+(td_cnn_*, medians 19 and 21 s), about 2.5-3x faster.
 
 ``make reports CORPUS=emodb`` end to end, from an empty results folder, on 2026-12-02 (commit
-0848bc5): 01 10 s, 02 10 min 59 s (4 models and a 6-point sweep, 45 runs), 03 24 min 52 s (80 runs:
-8 models x 2 protocols x 5 folds; a test run shared the 2 cores for its first 10 minutes), 04 59 s
-(reuses 03's runs), 05 12 min 02 s (per-fold autoencoders, 5 fusion runs and 15 runs at 3x the
-training data): 49 min in all. Before the speed-ups (2026-11-23) it took 1-1.3 hours. The synthetic
+f8fc909, idle machine): 01 10 s, 02 8 min 27 s (4 models and a 6-point sweep, 45 runs), 03 14 min
+13 s (80 runs: 8 models x 2 protocols x 5 folds), 04 1 min 15 s (reuses 03's runs), 05 7 min 23 s
+(per-fold autoencoders, 5 fusion runs and 15 runs at 3x the training data): 31 min 29 s in all.
+Earlier the same day, before the Winograd convolutions (commit 0848bc5), 49 min; before the
+speed-ups (2026-11-23), 1-1.3 hours. The synthetic
 corpus (700 utterances against EmoDB's 535) takes about 1.3x as long. Feature extraction is cached;
 JAX's compilation cache (``<data>/cache/jax``) is shared by the notebooks.
 
 ``full`` costs about 15x ``quick`` per epoch on this CPU (zhao2d at 128 x 251 trained at ~7.9 samples/s
-when this was measured, ~40 s an EmoDB epoch; ``sercore bench`` now gives ~32, so about 10 s), with
+when this was measured, ~40 s an EmoDB epoch; ``sercore bench`` now gives ~44, so about 7 s), with
 up to 7x the epochs, 3 seeds and the three costly models: days of CPU, hours on a GPU.
 
 Several seeds at once (:func:`sercore.training.train_many`, ``jax.vmap`` over stacked states) does
