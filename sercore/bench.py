@@ -221,7 +221,8 @@ def bench_model(name: str, *, steps: int = 5, repeats: int = 3, warmup: int = 1,
     executed_train, executed_infer = _flops(train), _flops(infer)
     per_sample = lambda flops, batch: None if flops is None else round(flops / batch / 1e9, 4)  # noqa: E731
     gflop = {"train": per_sample(flops_train, train_batch), "infer": per_sample(flops_infer, infer_batch)}
-    gflop_executed = {"train": per_sample(executed_train, train_batch), "infer": per_sample(executed_infer, infer_batch)}
+    gflop_executed = {"train": per_sample(executed_train, train_batch),
+                      "infer": per_sample(executed_infer, infer_batch)}
 
     def pct(kind, rates):
         if not peak_gflops or gflop[kind] is None:

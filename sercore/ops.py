@@ -183,7 +183,8 @@ def _winograd_conv(x, w, pads):
     h_out, w_out = x.shape[1] + sum(pads[0]) - 2, x.shape[2] + sum(pads[1]) - 2
     xp, tiles = _winograd_pad(x, pads)
     v = _winograd_input(xp, tiles)
-    u = jnp.einsum("ai,bj,ijco->abco", _WINO_G, _WINO_G, w, precision=_HIGHEST).reshape(36, *w.shape[2:])
+    u = jnp.einsum("ai,bj,ijco->abco", _WINO_G, _WINO_G, w, precision=_HIGHEST).astype(w.dtype)
+    u = u.reshape(36, *w.shape[2:])
     m = lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))))               # 36 products (tiles, C) @ (C, C_out)
     return _winograd_output(m, x.shape[0], tiles, (h_out, w_out)), v, xp
 
@@ -215,7 +216,8 @@ def _conv2d_bwd(pads, residuals, dy):
     # Winograd: dx from the padded dy, whose copy also gives the filter gradient's tiles;
     # dw = G^T (V^T dM) G with V kept from the forward pass and dM = A dY A^T per tile position.
     dx, _, dyp = _winograd_conv(dy, w_flip, dx_pads)
-    dm = _winograd_output_transpose(dyp, (dx_pads[0][0], dx_pads[1][0]), (-(-dy.shape[1] // 4), -(-dy.shape[2] // 4)))
+    tiles = (-(-dy.shape[1] // 4), -(-dy.shape[2] // 4))                  # the forward pass's tile grid
+    dm = _winograd_output_transpose(dyp, (dx_pads[0][0], dx_pads[1][0]), tiles)
     du = lax.dot_general(v, dm, (((1,), (1,)), ((0,), (0,))))             # (36, C_in, C_out)
     dw = jnp.einsum("ai,bj,abco->ijco", _WINO_G, _WINO_G, du.reshape(6, 6, c_in, c_out), precision=_HIGHEST)
     return dx.astype(v.dtype), dw.astype(w.dtype)
