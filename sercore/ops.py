@@ -195,7 +195,7 @@ def _conv2d(x, w, pads):
 
 
 def _conv2d_fwd(x, w, pads):
-    if x.shape[-1] > 1 and _winograd_applies(w.shape):
+    if _winograd_applies(w.shape):
         # Keep the transformed input, not x: the filter gradient is computed from it.
         y, v, _ = _winograd_conv(x, w, pads)
         return y, (None, w, v)
