@@ -143,18 +143,23 @@ def _winograd_pad(x, pads):
     return jnp.pad(x, ((0, 0), (h_lo, 4 * th + 2 - h - h_lo), (w_lo, 4 * tw + 2 - w - w_lo), (0, 0))), (th, tw)
 
 
-def _winograd_input(xp, tiles):
-    """B^T d B for every 6 x 6 tile of the padded input xp (B, 4 th + 2, 4 tw + 2, C).
+def _tile_transform(m, xp, offset, tiles):
+    """m d m^T for every tile d of xp (tiles start every 4 rows and columns from ``offset``).
 
-    Returns V (36, B * th * tw, C), index (row point, column point): the tiles' columns, then
-    their rows, each output point a sum of up to four strided slices. Columns first, because the
-    column slices (stride 4 * C) are the slow ones to read: taken from the padded input they add
-    up to 1.5x its size, taken after the row step 2.25x.
+    Returns (k * k, B * th * tw, C) for m of shape (k, n), index (row point, column point): the
+    tiles' columns, then their rows, each output point a sum of up to four strided slices. Columns
+    first, because the column slices (stride 4 * C) are the slow ones to read: taken from the input
+    they add up to 1.5x its size, taken after the row step 2.25x.
     """
-    th, tw = tiles
-    cols = _combine(_WINO_BT, [xp[:, :, j:j + 4 * tw:4] for j in range(6)])          # (6, B, Hp, tw, C)
-    v = _combine(_WINO_BT, [cols[:, :, i:i + 4 * th:4] for i in range(6)])        # (6, 6, B, th, tw, C)
-    return v.reshape(36, -1, xp.shape[-1])
+    (th, tw), (r0, c0), n = tiles, offset, m.shape[1]
+    cols = _combine(m, [xp[:, :, c0 + j:c0 + j + 4 * tw:4] for j in range(n)])           # (k, B, Hp, tw, C)
+    rows = _combine(m, [cols[:, :, r0 + i:r0 + i + 4 * th:4] for i in range(n)])         # (k, k, B, th, tw, C)
+    return rows.reshape(m.shape[0] ** 2, -1, xp.shape[-1])
+
+
+def _winograd_input(xp, tiles):
+    """V = B^T d B for every 6 x 6 tile of the padded input xp (B, 4 th + 2, 4 tw + 2, C): (36, B * th * tw, C)."""
+    return _tile_transform(_WINO_BT, xp, (0, 0), tiles)
 
 
 def _winograd_output(m, b, tiles, size):
@@ -173,9 +178,7 @@ def _winograd_output_transpose(dyp, offset, tiles):
     XLA writes out anyway. (Transposing dy itself, XLA fuses the computation of dy, BatchNorm's
     backward pass in an LFLB, into the transpose, and that loop runs several times slower.)
     """
-    (th, tw), (r0, c0), c = tiles, offset, dyp.shape[-1]
-    cols = _combine(_WINO_AT.T, [dyp[:, :, c0 + q:c0 + q + 4 * tw:4] for q in range(4)])   # (6, B, Hp, tw, C)
-    return _combine(_WINO_AT.T, [cols[:, :, r0 + p:r0 + p + 4 * th:4] for p in range(4)]).reshape(36, -1, c)
+    return _tile_transform(_WINO_AT.T, dyp, offset, tiles)
 
 
 def _winograd_conv(x, w, pads):
