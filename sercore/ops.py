@@ -24,12 +24,19 @@ dozen times. The functions here compute the same values and gradients another wa
   first and normalises only the pooled map; the full map is read twice forward (statistics, pool)
   and once backward, the winning tap of each window kept as int8. LFLBs use it in training mode;
   in evaluation they pool first too (``max_pool2d`` of ``c * sign(scale)``, then BatchNorm + ELU).
+* :func:`conv_bn_elu_pool` -- a first LFLB (a kernel with at most 27 taps x input channels: 3 x 3 on a
+  log-mel or log-mel + deltas, 3 on a waveform), on CPU: the convolution fused into the pool, so the
+  block's output map is never written. BatchNorm's statistics come from the Gram matrix of the input's
+  patches, the pool computes each window's taps from the input, and the filter gradient folds
+  BatchNorm's backward pass into one product of each window's input neighbourhood with the pooled
+  gradient. In evaluation, :func:`conv_max_pool` (the pool of the convolution, forward only).
 
 The convolution and pool are drop-in replacements, with float32-rounding-level differences only
 (Winograd: about 2e-6 relative, 1e-5 at worst per element), for
-``lax.conv_general_dilated`` and ``flax.nnx.max_pool`` on NHWC tensors, and the fused op for
-``nnx.BatchNorm`` + ``nnx.elu`` + ``max_pool2d`` (tests compare values and gradients);
-:func:`conv1d`, :func:`max_pool1d` and the fused op also take (batch, time, channels) tensors. Everything is jittable,
+``lax.conv_general_dilated`` and ``flax.nnx.max_pool`` on NHWC tensors, and the fused ops for
+``nnx.BatchNorm`` + ``nnx.elu`` + ``max_pool2d`` (after the convolution, or with it; tests compare
+values and gradients);
+:func:`conv1d`, :func:`max_pool1d` and the fused ops also take (batch, time, channels) tensors. Everything is jittable,
 vmappable and differentiable (first order).
 
 Examples
@@ -45,6 +52,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -54,7 +62,7 @@ from jax import lax
 from .errors import ConfigError
 
 __all__ = ["conv2d", "conv1d", "max_pool2d", "max_pool1d", "pool_output_size", "batch_norm_elu_pool",
-           "pool_first_sign"]
+           "pool_first_sign", "conv_bn_elu_pool", "conv_max_pool", "conv_pool_applies"]
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
@@ -536,27 +544,40 @@ def _bn_elu_pool_fwd(c, conv_bias, scale, bias, window, pads, epsilon):
             (c, scale, bias, mean, var, c_max, first))
 
 
-def _bn_elu_pool_bwd(window, pads, epsilon, residuals, cotangents):
-    c, scale, bias, mean, var, c_max, first = residuals
-    dy, dmean, dvar = cotangents
-    (ph, pw), ((h_lo, h_hi), (w_lo, w_hi)) = window, pads
-    b, ho, wo, ch = dy.shape
-    n = c.size // ch
-    # The pooled gradient goes through ELU (derivative 1 above 0, exp(z) below) at the winning taps
-    # only, so BatchNorm's parameter gradients are sums over the pooled map; one pass over the full
-    # map then routes it to the first maximum of each window and applies BatchNorm's training-mode
-    # backward, everything recomputed from c elementwise (XLA fuses it into one loop).
+def _pooled_bn_grads(dy, c_max, mean, var, scale, bias, epsilon):
+    """BatchNorm's parameter gradients from the pooled map, and the gradient g at its pooled output.
+
+    The pooled gradient goes through ELU (derivative 1 above 0, exp(z) below) at the winning taps
+    only, so these are sums over the pooled map. Returns (g, dscale, dbias, rstd).
+    """
     rstd = lax.rsqrt(var + epsilon)
     xhat_max = (c_max - mean) * rstd
     z = (c_max - mean) * (rstd * scale) + bias
     g = dy * jnp.where(z > 0, 1.0, jnp.exp(z))               # gradient at BatchNorm's output, pooled
-    axes = (0, 1, 2)
-    dbias, dscale = g.sum(axes), (g * xhat_max).sum(axes)
+    axes = tuple(range(dy.ndim - 1))
+    return g, (g * xhat_max).sum(axes), g.sum(axes), rstd
+
+
+def _route_to_first(g, first, window, pads):
+    """The pooled gradient g (B, Ho, Wo, C) placed at each window's first maximum: the full map's gradient."""
+    (ph, pw), ((h_lo, h_hi), (w_lo, w_hi)) = window, pads
+    b, ho, wo, ch = g.shape
     shape6 = (b, ho, ph, wo, pw, ch)
     tap = lax.broadcasted_iota(jnp.int8, shape6, 2) * jnp.int8(pw) + lax.broadcasted_iota(jnp.int8, shape6, 4)
     routed = jnp.where(tap == first[:, :, None, :, None, :], g[:, :, None, :, None, :], 0.0)
-    routed = lax.pad(routed.reshape(b, ho * ph, wo * pw, ch), jnp.array(0, dy.dtype),
-                     ((0, 0, 0), (-h_lo, -h_hi, 0), (-w_lo, -w_hi, 0), (0, 0, 0)))
+    return lax.pad(routed.reshape(b, ho * ph, wo * pw, ch), jnp.array(0, g.dtype),
+                   ((0, 0, 0), (-h_lo, -h_hi, 0), (-w_lo, -w_hi, 0), (0, 0, 0)))
+
+
+def _bn_elu_pool_bwd(window, pads, epsilon, residuals, cotangents):
+    c, scale, bias, mean, var, c_max, first = residuals
+    dy, dmean, dvar = cotangents
+    n = c.size // c.shape[-1]
+    # BatchNorm's parameter gradients are sums over the pooled map; one pass over the full map then
+    # routes the gradient to the first maximum of each window and applies BatchNorm's training-mode
+    # backward, everything recomputed from c elementwise (XLA fuses it into one loop).
+    g, dscale, dbias, rstd = _pooled_bn_grads(dy, c_max, mean, var, scale, bias, epsilon)
+    routed = _route_to_first(g, first, window, pads)
     centred = c - mean
     dc = (scale * rstd) * (routed - dbias / n - centred * (rstd * dscale / n)) + dmean / n + dvar * (2.0 / n) * centred
     # The conv bias reaches the outputs only through the returned mean (BatchNorm cancels it in the
@@ -620,4 +641,276 @@ def batch_norm_elu_pool(c: jax.Array, conv_bias: jax.Array | None, scale: jax.Ar
     if conv_bias is None:
         conv_bias = jnp.zeros(c.shape[-1], c.dtype)
     y, mean, var = _bn_elu_pool(c, conv_bias, scale, bias, window, pads, float(epsilon))
+    return (y[:, 0] if one_d else y), mean, var
+
+
+# --------------------------------------------------------------------------------------------
+# Convolution with few input channels -> BatchNorm (training mode) -> ELU -> max-pool, fused
+# --------------------------------------------------------------------------------------------
+#: Fuse a first LFLB's convolution into its pool (kernels with at most CONV_POOL_MAX_PATCH taps x
+#: input channels, on CPU). A switch for tests and for counting the plain ops' FLOPs, not a tuning knob.
+CONV_POOL = True
+CONV_POOL_MAX_PATCH = 27
+
+
+def conv_pool_applies(w_shape) -> bool:
+    """Whether :func:`conv_bn_elu_pool` and :func:`conv_max_pool` take a kernel of this shape here.
+
+    Kernels with at most ``CONV_POOL_MAX_PATCH`` (27) taps x input channels: a first LFLB on a
+    log-mel (3 x 3 x 1), on log-mel + deltas (3 x 3 x 3) or on a waveform (3 x 1). On CPU only; a GPU
+    keeps the vendor convolution and :func:`batch_norm_elu_pool`.
+    """
+    return CONV_POOL and math.prod(w_shape[:-1]) <= CONV_POOL_MAX_PATCH and jax.default_backend() == "cpu"
+
+
+class _ConvPool(NamedTuple):
+    """Static geometry of a stride-1 convolution followed by a max-pool (stride = window), 2-D."""
+    conv_pads: tuple       # ((top, bottom), (left, right)) zeros
+    pool_pads: tuple       # the same for the pool on the conv output (-inf; negative = crop)
+    window: tuple          # (ph, pw)
+    kernel: tuple          # (kh, kw)
+    conv_size: tuple       # (hc, wc): the convolution's output
+    pooled: tuple          # (ho, wo)
+
+
+def _conv_pool_geometry(x_shape, w_shape, conv_padding, window, pool_padding) -> _ConvPool:
+    kh, kw = w_shape[:2]
+    conv_pads = _conv_pads((kh, kw), conv_padding)
+    hc = x_shape[1] + sum(conv_pads[0]) - kh + 1
+    wc = x_shape[2] + sum(conv_pads[1]) - kw + 1
+    ph, pw = window
+    if hc < 1 or wc < 1 or ph < 1 or pw < 1 or ph * pw > 127:
+        raise ConfigError(f"conv -> pool: a {kh} x {kw} kernel and a {window} window do not fit input {x_shape}")
+    pool_pads = (_pool_pads(hc, ph, pool_padding), _pool_pads(wc, pw, pool_padding))
+    ho, wo = pool_output_size(hc, ph, pool_padding), pool_output_size(wc, pw, pool_padding)
+    if ho < 1 or wo < 1:
+        raise ConfigError(f"conv -> pool: a {window} 'valid' window is larger than the conv output {(hc, wc)}")
+    return _ConvPool(conv_pads, pool_pads, (ph, pw), (kh, kw), (hc, wc), (ho, wo))
+
+
+def _conv_pool_input(x, geo):
+    """x zero-padded for the convolution and on (or cropped) to the pool's windows: row
+    ``ph * i + di`` of the result is input row di of the kernel window of conv row ``ph * i - top pool pad``."""
+    ((ch_lo, ch_hi), (cw_lo, cw_hi)), ((ph_lo, ph_hi), (pw_lo, pw_hi)) = geo.conv_pads, geo.pool_pads
+    return lax.pad(x, jnp.array(0, x.dtype), ((0, 0, 0), (ch_lo + ph_lo, ch_hi + ph_hi, 0),
+                                              (cw_lo + pw_lo, cw_hi + pw_hi, 0), (0, 0, 0)))
+
+
+def _window_slice(xp, geo, di, dj):
+    """(B, Ho, Wo, C_in): the input at offset (di, dj) from every pool window's top-left corner."""
+    (ph, pw), (ho, wo) = geo.window, geo.pooled
+    return xp[:, di:di + ph * (ho - 1) + 1:ph, dj:dj + pw * (wo - 1) + 1:pw, :]
+
+
+def _conv_taps(xp, w, geo):
+    """The convolution's output at each of the ph * pw taps of every pool window, (B, Ho, Wo, C_out)
+    each (kh * kw * c_in broadcast multiply-adds of input slices), -inf where a tap is pool padding."""
+    (ph, pw), (kh, kw), (hc, wc), (ho, wo) = geo.window, geo.kernel, geo.conv_size, geo.pooled
+    (h_lo, _), (w_lo, _) = geo.pool_pads
+    taps = []
+    for ti in range(ph):
+        for tj in range(pw):
+            c = sum(_window_slice(xp, geo, ti + i, tj + j)[..., k:k + 1] * w[i, j, k]
+                    for i in range(kh) for j in range(kw) for k in range(w.shape[2]))
+            rows, cols = np.arange(ho) * ph + ti - h_lo, np.arange(wo) * pw + tj - w_lo
+            valid = ((rows >= 0) & (rows < hc))[:, None] & ((cols >= 0) & (cols < wc))[None, :]
+            if not valid.all():
+                c = jnp.where(valid[None, :, :, None], c, jnp.array(-jnp.inf, c.dtype))
+            taps.append(c)
+    return taps
+
+
+def _first_max(taps, index=True):
+    """Elementwise max over the taps and the (int8) index of the first one that attains it (or the max only).
+
+    As a reduction over a stacked tap axis: XLA computes the taps inside the reduction's loop and
+    writes the pooled map once. (As elementwise maxima, XLA fuses the taps' multiply-adds into each
+    consumer of the pooled map and recomputes the convolution there, four times in a training step.)
+    """
+    stacked = jnp.stack(taps, axis=-1)
+    if not index:
+        return lax.reduce(stacked, jnp.array(-jnp.inf, stacked.dtype), lax.max, (stacked.ndim - 1,))
+    tap = lax.broadcasted_iota(jnp.int8, stacked.shape, stacked.ndim - 1)
+
+    def pick(a, b):
+        (va, ia), (vb, ib) = a, b
+        take_b = (vb > va) | ((vb == va) & (ib < ia))
+        return jnp.where(take_b, vb, va), jnp.where(take_b, ib, ia)
+
+    init = (jnp.array(-jnp.inf, stacked.dtype), jnp.array(0, jnp.int8))
+    return lax.reduce((stacked, tap), init, pick, (stacked.ndim - 1,))
+
+
+def _patch_moments(x, w_shape, conv_pads):
+    """Sum s (K,) and Gram matrix P^T P (K, K) of the convolution's patch matrix P (positions x K).
+
+    The conv output is c = P W (K = kh * kw * c_in), so its per-channel sum is s W and its sum of
+    squares diag(W^T P^T P W): BatchNorm's statistics without the map. P^T P is one matrix product
+    of the stacked shifted views of the input (K x positions). (One reduction per pair of views, 45
+    for 3 x 3, runs 3-6x slower in a training step: XLA:CPU copies each view and reduces them one by one.)
+    """
+    kh, kw, c_in, _ = w_shape
+    xp = jnp.pad(x, ((0, 0), *conv_pads, (0, 0)))
+    hc, wc = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
+    views = [xp[:, i:i + hc, j:j + wc, k] for i in range(kh) for j in range(kw) for k in range(c_in)]
+    n = len(views)
+    sums = jnp.stack([v.sum() for v in views])
+    p = jnp.stack(views).reshape(n, -1)
+    gram = lax.dot_general(p, p, (((1,), (1,)), ((), ())), precision=_HIGHEST)
+    return sums, gram
+
+
+def _routed_patch_sums(xp, g, first, geo, c_in):
+    """R = P^T routed (K, C_out): the filter gradient of the pooled gradient g placed at the winning taps.
+
+    Tap t of a window sees the input at offsets t + (i, j) from its corner, so with N the input's
+    (ph + kh - 1) x (pw + kw - 1) neighbourhood of every window (windows x neighbourhood) and G_t the
+    gradient where tap t won (windows x C_out), R[(i, j)] = sum_t (N^T G)[t + (i, j), t]: one matrix
+    product (neighbourhood x windows) @ (windows x taps * C_out) and a small gather.
+    """
+    (ph, pw), (kh, kw) = geo.window, geo.kernel
+    nh, nw, c_out, taps = ph + kh - 1, pw + kw - 1, g.shape[-1], ph * pw
+    hood = jnp.stack([_window_slice(xp, geo, di, dj)[..., k] for di in range(nh) for dj in range(nw)
+                      for k in range(c_in)], axis=-1).reshape(-1, nh * nw * c_in)
+    zero = jnp.array(0, g.dtype)
+    won = jnp.stack([jnp.where(first == t, g, zero) for t in range(taps)], axis=-2).reshape(-1, taps * c_out)
+    q = lax.dot_general(hood, won, (((0,), (0,)), ((), ())), precision=_HIGHEST)
+    q = q.reshape(nh, nw, c_in, ph, pw, c_out)
+    r = [sum(q[ti + i, tj + j, k, ti, tj] for ti in range(ph) for tj in range(pw))
+         for i in range(kh) for j in range(kw) for k in range(c_in)]
+    return jnp.stack(r)
+
+
+def _as_2d(x, w, window):
+    """(x, w, window) as 2-D: (B, T, C) -> (B, 1, T, C), (k, C, O) -> (1, k, C, O), p -> (1, p)."""
+    if x.ndim == 3:
+        return x[:, None], w[None], (1, int(window if isinstance(window, int) else window[0]))
+    return x, w, ((window, window) if isinstance(window, int) else tuple(int(v) for v in window))
+
+
+def _check_conv_pool(x, w):
+    if x.ndim not in (3, 4) or w.ndim != x.ndim or x.shape[-1] != w.shape[-2]:
+        raise ConfigError(f"conv -> pool expects x (B, H, W, C) with w (kh, kw, C, C_out), or x (B, T, C) with "
+                          f"w (k, C, C_out); got {x.shape} and {w.shape}")
+
+
+def conv_max_pool(x: jax.Array, w: jax.Array, window: tuple[int, ...] | int, conv_padding: str = "same",
+                  pool_padding: str = "same") -> jax.Array:
+    """``max_pool(conv(x, w), window)`` without writing the convolution's output (forward only).
+
+    For kernels with few taps x input channels (:func:`conv_pool_applies`): every window's taps are
+    computed from the input and only their maximum is written. An LFLB in evaluation mode calls it
+    with ``w * sign(scale)`` (see :func:`pool_first_sign`). Not differentiable (see
+    :func:`conv_bn_elu_pool` for training). Takes (B, H, W, C) with an HWIO kernel or (B, T, C) with
+    a (k, C, C_out) kernel; paddings as :func:`conv2d` and :func:`max_pool2d`.
+    """
+    _check_conv_pool(x, w)
+    one_d = x.ndim == 3
+    x, w, window = _as_2d(x, w, window)
+    geo = _conv_pool_geometry(x.shape, w.shape, conv_padding, window, pool_padding)
+    y = _first_max(_conv_taps(_conv_pool_input(x, geo), w, geo), index=False)
+    return y[:, 0] if one_d else y
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _conv_bn_elu_pool(x, w, conv_bias, scale, bias, geo, epsilon):
+    return _conv_bn_elu_pool_fwd(x, w, conv_bias, scale, bias, geo, epsilon)[0]
+
+
+def _conv_bn_elu_pool_fwd(x, w, conv_bias, scale, bias, geo, epsilon):
+    c_out = w.shape[-1]
+    n = x.shape[0] * geo.conv_size[0] * geo.conv_size[1]
+    w_mat = w.reshape(-1, c_out)
+    sums, gram = _patch_moments(x, w.shape, geo.conv_pads)
+    mean = jnp.dot(sums, w_mat, precision=_HIGHEST) / n
+    mean2 = (jnp.dot(gram, w_mat, precision=_HIGHEST) * w_mat).sum(0) / n
+    var = jnp.maximum(0.0, mean2 - mean * mean)                     # flax's "fast" variance, as _batch_stats
+    # Pool-first as batch_norm_elu_pool: the window maximum of conv(x, w * sign) is sign * the c
+    # whose activation wins (multiplying by +-1 is exact).
+    sign = pool_first_sign(scale, x.dtype)
+    key, first = _first_max(_conv_taps(_conv_pool_input(x, geo), w * sign, geo))
+    c_max = key * sign
+    return ((_bn_act(c_max, mean, var, scale, bias, epsilon), mean + conv_bias, var),
+            (x, w, scale, bias, mean, var, c_max, first, sums, gram))
+
+
+def _conv_bn_elu_pool_bwd(geo, epsilon, residuals, cotangents):
+    x, w, scale, bias, mean, var, c_max, first, sums, gram = residuals
+    dy, dmean, dvar = cotangents
+    kh, kw, c_in, c_out = w.shape
+    n = x.shape[0] * geo.conv_size[0] * geo.conv_size[1]
+    g, dscale, dbias, rstd = _pooled_bn_grads(dy, c_max, mean, var, scale, bias, epsilon)
+    # BatchNorm's backward on the full map is affine in the routed gradient and in c, per channel:
+    # dc = a * routed + b + s * c. With c = P W, the filter gradient P^T dc is therefore
+    # a * P^T routed + outer(sum of P, b) + s * (P^T P) W, and only P^T routed needs the windows.
+    a = scale * rstd
+    s = dvar * (2.0 / n) - a * rstd * dscale / n
+    b = dmean / n - a * dbias / n - s * mean
+    xp = _conv_pool_input(x, geo)
+    w_mat = w.reshape(-1, c_out)
+    dw = (a * _routed_patch_sums(xp, g, first, geo, c_in) + sums[:, None] * b
+          + jnp.dot(gram, w_mat, precision=_HIGHEST) * s).reshape(w.shape)
+    # The input's gradient needs the full dc map (XLA drops all of this when x is data, as in every
+    # sercore model): a full correlation of dc with the flipped kernel, as conv2d's backward pass.
+    routed = _route_to_first(g, first, geo.window, geo.pool_pads)
+    dc = a * routed + b + s * _conv(x, w, geo.conv_pads)
+    (ph_lo, ph_hi), (pw_lo, pw_hi) = geo.conv_pads
+    dx_pads = ((kh - 1 - ph_lo, kh - 1 - ph_hi), (kw - 1 - pw_lo, kw - 1 - pw_hi))
+    dx = lax.conv_general_dilated(dc, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2), (1, 1), dx_pads,
+                                  dimension_numbers=_DIMENSION_NUMBERS)
+    # The conv bias reaches the outputs only through the returned mean: its gradient is dmean.
+    return dx.astype(x.dtype), dw.astype(w.dtype), dmean, dscale, dbias
+
+
+_conv_bn_elu_pool.defvjp(_conv_bn_elu_pool_fwd, _conv_bn_elu_pool_bwd)
+
+
+def conv_bn_elu_pool(x: jax.Array, w: jax.Array, conv_bias: jax.Array | None, scale: jax.Array,
+                     bias: jax.Array, window: tuple[int, ...] | int, conv_padding: str = "same",
+                     pool_padding: str = "same", *, epsilon: float = 1e-3
+                     ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """A first LFLB in training mode, ``max_pool(elu(batch_norm(conv(x, w) + conv_bias)))``, without
+    the convolution's output map.
+
+    :func:`batch_norm_elu_pool` still reads and writes the convolution's output (zhao2d's first
+    block: 32 x 128 x 251 x 64 floats, 263 MB per batch) several times. Where the kernel has few taps
+    x input channels (:func:`conv_pool_applies`) the map is never formed: BatchNorm's statistics come
+    from the 9 x 9 Gram matrix of the input's patches (c = P W, so sum c^2 = diag(W^T P^T P W)), the
+    pool computes each window's taps from the input and keeps the maximum and the winning tap, and
+    the filter gradient is BatchNorm's backward pass (affine in c per channel) folded into one product
+    of each window's input neighbourhood with the pooled gradient, split by winning tap.
+
+    Parameters
+    ----------
+    x : jax.Array, shape (B, H, W, C_in) or (B, T, C_in)
+    w : jax.Array, shape (kh, kw, C_in, C_out) or (k, C_in, C_out)
+        Convolution kernel (stride 1), as :func:`conv2d` / :func:`conv1d`.
+    conv_bias : jax.Array, shape (C_out,), or None
+    scale, bias : jax.Array, shape (C_out,)
+        BatchNorm's scale (gamma) and offset (beta).
+    window : (ph, pw) or int
+        Pool window (= stride); an int for (B, T, C) input.
+    conv_padding, pool_padding : {"same", "valid"}
+    epsilon : float
+        BatchNorm's epsilon.
+
+    Returns
+    -------
+    pooled : jax.Array, shape (B, H', W', C_out) or (B, T', C_out)
+    mean, var : jax.Array, shape (C_out,)
+        Batch statistics of ``conv(x, w) + conv_bias`` (biased variance), for the running averages.
+
+    Notes
+    -----
+    Values and gradients equal ``batch_norm_elu_pool(conv2d(x, w), conv_bias, ...)`` (and so the
+    unfused chain) to float32 rounding: the statistics are sums in another order (about 1e-6
+    relative). Ties and the scale == 0 kink as :func:`batch_norm_elu_pool`.
+    """
+    _check_conv_pool(x, w)
+    one_d = x.ndim == 3
+    x, w, window = _as_2d(x, w, window)
+    geo = _conv_pool_geometry(x.shape, w.shape, conv_padding, window, pool_padding)
+    if conv_bias is None:
+        conv_bias = jnp.zeros(w.shape[-1], x.dtype)
+    y, mean, var = _conv_bn_elu_pool(x, w, conv_bias, scale, bias, geo, float(epsilon))
     return (y[:, 0] if one_d else y), mean, var

@@ -219,14 +219,16 @@ def test_batch_norm_elu_pool_matches_unfused_chain(shape, window, padding):
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
 
 
-def test_lflb_fused_activation_matches_the_plain_chain_in_both_modes(monkeypatch):
+@pytest.mark.parametrize("c_in", [2, 4])   # conv fused into the pool (18 patch entries); conv, then the fused op
+def test_lflb_fused_activation_matches_the_plain_chain_in_both_modes(monkeypatch, c_in):
     from sercore.models import blocks
 
-    x = jax.random.normal(jax.random.key(12), (4, 12, 21, 2))
+    assert ops.conv_pool_applies((3, 3, c_in, 5)) == (c_in == 2)
+    x = jax.random.normal(jax.random.key(12), (4, 12, 21, c_in))
     outs, stats = [], []
     for fused in (True, False):
         monkeypatch.setattr(blocks, "FUSED", fused)
-        layer = blocks.LFLB(2, 5, pool=(2, 4), rngs=nnx.Rngs(0))
+        layer = blocks.LFLB(c_in, 5, pool=(2, 4), rngs=nnx.Rngs(0))
         layer.conv.bias[...] = jnp.arange(5.0)                  # a bias that shifts the running mean
         layer.bn.scale[...] = jnp.array([1.0, -0.5, 2.0, 0.7, -1.3])   # falling channels pool the minimum
         layer.train()
@@ -241,6 +243,85 @@ def test_lflb_fused_activation_matches_the_plain_chain_in_both_modes(monkeypatch
     assert not np.allclose(stats[0][0], 0)
 
 
+def _ref_conv_bn_elu_pool(x, w, conv_bias, scale, bias, window, conv_padding, pool_padding):
+    """lax's convolution (no bias), then the unfused BatchNorm -> ELU -> reduce_window chain."""
+    if x.ndim == 3:
+        c = _ref_conv(x[:, None], w[None], conv_padding)[:, 0]
+    else:
+        c = _ref_conv(x, w, conv_padding)
+    return _ref_bn_elu_pool(c, conv_bias, scale, bias, window, pool_padding)
+
+
+@pytest.mark.parametrize("shape,kernel,window,conv_padding,pool_padding", [
+    ((4, 8, 251, 1), (3, 3), (2, 2), "same", "same"),     # zhao2d block 1: odd width, one pad column
+    ((3, 9, 13, 3), (3, 3), (2, 4), "same", "valid"),     # log-mel + deltas (27 patch entries), tail cropped
+    ((2, 7, 10, 1), (3, 3), (4, 4), "valid", "same"),     # windows mostly padding at the end
+    ((2, 6, 9, 2), (2, 2), (2, 1), "same", "same"),       # even kernel, a pool along one axis only
+    ((2, 2, 3, 1), (3, 3), (4, 4), "same", "same"),       # one window, larger than the map
+    ((3, 50, 1), (3,), 4, "same", "same"),                # 1-D (raw audio LFLB)
+])
+def test_conv_bn_elu_pool_matches_conv_and_unfused_chain(shape, kernel, window, conv_padding, pool_padding):
+    keys = jax.random.split(jax.random.key(21), 5)
+    c_in, c_out = shape[-1], 6
+    x = jax.random.normal(keys[0], shape) * 2 + 0.5
+    x = x.at[:, ::2].set(jnp.round(x[:, ::2]))                 # repeated values: ties inside windows
+    w = jax.random.normal(keys[1], (*kernel, c_in, c_out)) * 0.4
+    conv_bias, bias = jax.random.normal(keys[2], (c_out,)), jax.random.normal(keys[3], (c_out,))
+    scale = (jax.random.uniform(keys[4], (c_out,)) + 0.5).at[1].multiply(-1.0)   # a falling channel
+    args = (x, w, conv_bias, scale, bias)
+    geometry = (window, conv_padding, pool_padding)
+    got = ops.conv_bn_elu_pool(*args, *geometry)
+    want = _ref_conv_bn_elu_pool(*args, *geometry)
+    for g, r in zip(got, want):
+        assert g.shape == r.shape
+        np.testing.assert_allclose(g, r, rtol=RTOL, atol=ATOL)
+
+    def joined(f):
+        def out(*a):
+            y, mean, var = f(*a, *geometry)
+            return jnp.concatenate([y.ravel(), 0.3 * mean, 0.2 * var])     # the statistics' gradients too
+        return out
+
+    # Every input's gradient, the input's included (XLA drops it in a model, where x is data).
+    got, want = _grads(joined(ops.conv_bn_elu_pool), *args), _grads(joined(_ref_conv_bn_elu_pool), *args)
+    for name, g, r in zip(["x", "w", "conv_bias", "scale", "bias"], got, want):
+        assert g.shape == r.shape, name
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4 * float(jnp.abs(r).max()), err_msg=name)
+    # Evaluation's forward-only pool of the convolution.
+    pooled = ops.conv_max_pool(x, w, *geometry)
+    c = _ref_conv(x[:, None], w[None], conv_padding)[:, 0] if x.ndim == 3 else _ref_conv(x, w, conv_padding)
+    ref = _ref_pool(c[:, None], (1, window), pool_padding)[:, 0] if x.ndim == 3 else _ref_pool(c, window, pool_padding)
+    np.testing.assert_allclose(pooled, ref, rtol=RTOL, atol=ATOL)
+
+
+def test_conv_bn_elu_pool_under_vmap_and_jit():
+    x = jax.random.normal(jax.random.key(22), (3, 2, 8, 11, 1))           # 3 independent batches
+    w = jax.random.normal(jax.random.key(23), (3, 3, 1, 4))
+    scale, bias = jnp.array([1.0, -0.5, 2.0, 0.3]), jnp.zeros(4)
+
+    def loss(op, x, w):
+        y, mean, var = op(x, w, jnp.zeros(4), scale, bias, (2, 2), "same", "same")
+        return jnp.sum(y * y) + jnp.sum(mean) + jnp.sum(var)
+
+    got = jax.jit(jax.vmap(jax.value_and_grad(lambda x, w: loss(ops.conv_bn_elu_pool, x, w), argnums=1),
+                           in_axes=(0, None)))(x, w)
+    for k in range(3):
+        want = jax.value_and_grad(lambda w: loss(_ref_conv_bn_elu_pool, x[k], w))(w)
+        np.testing.assert_allclose(got[0][k], want[0], rtol=1e-5)
+        np.testing.assert_allclose(got[1][k], want[1], rtol=1e-4, atol=1e-4)
+
+
+def test_conv_pool_applies_to_small_patches_on_cpu_only_and_has_a_switch(monkeypatch):
+    assert ops.conv_pool_applies((3, 3, 1, 64)) and ops.conv_pool_applies((3, 3, 3, 32))
+    assert ops.conv_pool_applies((3, 1, 64))                     # 1-D, raw audio
+    assert not ops.conv_pool_applies((3, 3, 4, 64))              # 36 patch entries: the later blocks
+    monkeypatch.setattr(ops, "CONV_POOL", False)
+    assert not ops.conv_pool_applies((3, 3, 1, 64))
+    monkeypatch.setattr(ops, "CONV_POOL", True)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert not ops.conv_pool_applies((3, 3, 1, 64))
+
+
 @pytest.mark.parametrize("call", [
     lambda: ops.conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 3, 1))),         # channel mismatch
     lambda: ops.conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 1)), padding="full"),
@@ -248,6 +329,9 @@ def test_lflb_fused_activation_matches_the_plain_chain_in_both_modes(monkeypatch
     lambda: ops.max_pool2d(jnp.ones((1, 4, 4, 2)), 2, padding="causal"),
     lambda: ops.batch_norm_elu_pool(jnp.ones((4, 2)), None, jnp.ones(2), jnp.zeros(2), 2),   # no spatial axis
     lambda: ops.batch_norm_elu_pool(jnp.ones((1, 4, 4, 2)), None, jnp.ones(2), jnp.zeros(2), (16, 16)),
+    lambda: ops.conv_max_pool(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 1, 4)), 2),          # channel mismatch
+    lambda: ops.conv_max_pool(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 4)), 8, "valid", "valid"),  # no window
+    lambda: ops.conv_bn_elu_pool(jnp.ones((4, 1)), jnp.ones((3, 1, 2)), None, jnp.ones(2), jnp.zeros(2), 2),
 ])
 def test_bad_input_raises_config_error(call):
     with pytest.raises(ConfigError):

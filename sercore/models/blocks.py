@@ -102,19 +102,28 @@ def max_pool(x: jax.Array, window: Sequence[int], padding: str = "SAME", *, stri
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, dims, padding.upper())
 
 
+def _plain_padding(layer: nnx.Conv, x: jax.Array) -> str | None:
+    """'same' or 'valid' for a stride-1, ungrouped, undilated ``nnx.Conv`` on ``x``; None otherwise."""
+    padding = layer.padding.lower() if isinstance(layer.padding, str) else None
+    steps = [layer.strides, layer.kernel_dilation, layer.input_dilation]
+    plain = all(s in (None, 1) for step in steps for s in (step if isinstance(step, (tuple, list)) else (step,)))
+    if (plain and layer.feature_group_count == 1 and padding in ("same", "valid")
+            and x.ndim == layer.kernel[...].ndim and x.ndim in (3, 4)):
+        return padding
+    return None
+
+
 def conv(layer: nnx.Conv, x: jax.Array, *, with_bias: bool = True) -> jax.Array | None:
     """Apply a stride-1 ``nnx.Conv`` with :mod:`sercore.ops` (same values, fast backward on CPU).
 
     With ``with_bias=False`` the bias is left out, and None comes back where the layer is not one
-    :mod:`sercore.ops` covers (strides, groups, explicit padding), so the caller takes the plain path.
+    :mod:`sercore.ops` covers (strides, groups, dilation, explicit padding), so the caller takes the
+    plain path.
     """
-    kernel, bias = layer.kernel[...], None if layer.bias is None else layer.bias[...]
-    padding = layer.padding.lower() if isinstance(layer.padding, str) else None
-    strides = layer.strides if isinstance(layer.strides, (tuple, list)) else (layer.strides,)
-    fast = (all(s in (None, 1) for s in strides) and layer.feature_group_count == 1
-            and padding in ("same", "valid") and x.ndim == kernel.ndim and x.ndim in (3, 4))
-    if not fast:
+    padding = _plain_padding(layer, x)
+    if padding is None:
         return layer(x) if with_bias else None
+    kernel, bias = layer.kernel[...], None if layer.bias is None else layer.bias[...]
     op = ops.conv2d if x.ndim == 4 else ops.conv1d
     return op(x, kernel, bias if with_bias else None, padding=padding)
 
@@ -160,27 +169,41 @@ class LFLB(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         fast = FUSED and len(self.pool) == x.ndim - 2
+        conv_padding = _plain_padding(self.conv, x) if fast else None
+        # A kernel with few taps x input channels (the first block) is fused into the pool: its
+        # output map, the largest tensor of the model, is never written (sercore.ops.conv_bn_elu_pool).
+        into_pool = conv_padding is not None and ops.conv_pool_applies(self.conv.kernel.shape)
+        window = self.pool if len(self.pool) == 2 else self.pool[0]
+        pool_padding = self.pool_padding.lower()
+        kernel = self.conv.kernel[...]
+        conv_bias = None if self.conv.bias is None else self.conv.bias[...]
         if fast and self.bn.use_running_average:
             # Evaluation: BatchNorm with running statistics and ELU are monotonic per channel (rising
             # where scale >= 0), so pooling c * sign before them gives the same values and applies
-            # them to the pooled map only.
+            # them to the pooled map only. (The conv bias commutes with the pool: rounding is monotonic.)
             sign = ops.pool_first_sign(self.bn.scale[...], x.dtype)
-            pooled = max_pool(conv(self.conv, x) * sign, self.pool, self.pool_padding, strided=True) * sign
+            if into_pool:
+                pooled = ops.conv_max_pool(x, kernel * sign, window, conv_padding, pool_padding) * sign
+                pooled = pooled if conv_bias is None else pooled + conv_bias
+            else:
+                pooled = max_pool(conv(self.conv, x) * sign, self.pool, self.pool_padding, strided=True) * sign
             x = nnx.elu(self.bn(pooled))
             return x if self.dropout is None else self.dropout(x)
-        c = conv(self.conv, x, with_bias=False) if fast else None
-        if c is None:
-            x = max_pool(nnx.elu(self.bn(conv(self.conv, x))), self.pool, self.pool_padding)
-        else:
-            bn, padding = self.bn, self.pool_padding.lower()
-            conv_bias = None if self.conv.bias is None else self.conv.bias[...]
-            window = self.pool if len(self.pool) == 2 else self.pool[0]
-            # Batch statistics, and the running averages updated as flax.nnx.BatchNorm does.
+        bn = self.bn
+        if into_pool:
+            x, mean, var = ops.conv_bn_elu_pool(x, kernel, conv_bias, bn.scale[...], bn.bias[...], window,
+                                                conv_padding, pool_padding, epsilon=bn.epsilon)
+        elif conv_padding is not None:
+            c = conv(self.conv, x, with_bias=False)
             x, mean, var = ops.batch_norm_elu_pool(c, conv_bias, bn.scale[...], bn.bias[...], window,
-                                                   padding, epsilon=bn.epsilon)
-            m = bn.momentum
-            bn.mean[...] = jax.lax.stop_gradient(m * bn.mean[...] + (1 - m) * mean)
-            bn.var[...] = jax.lax.stop_gradient(m * bn.var[...] + (1 - m) * var)
+                                                   pool_padding, epsilon=bn.epsilon)
+        else:
+            x = max_pool(nnx.elu(self.bn(conv(self.conv, x))), self.pool, self.pool_padding)
+            return x if self.dropout is None else self.dropout(x)
+        # Batch statistics, and the running averages updated as flax.nnx.BatchNorm does.
+        m = bn.momentum
+        bn.mean[...] = jax.lax.stop_gradient(m * bn.mean[...] + (1 - m) * mean)
+        bn.var[...] = jax.lax.stop_gradient(m * bn.var[...] + (1 - m) * var)
         return x if self.dropout is None else self.dropout(x)
 
 
