@@ -761,24 +761,27 @@ def _patch_moments(x, w_shape, conv_pads):
 
 
 def _routed_patch_sums(xp, g, first, geo, c_in):
-    """R = P^T routed (K, C_out): the filter gradient of the pooled gradient g placed at the winning taps.
+    """P^T routed (K, C_out), the filter gradient of the pooled gradient g placed at the winning taps,
+    and the sum of g (C_out,).
 
     Tap t of a window sees the input at offsets t + (i, j) from its corner, so with N the input's
-    (ph + kh - 1) x (pw + kw - 1) neighbourhood of every window (windows x neighbourhood) and G_t the
-    gradient where tap t won (windows x C_out), R[(i, j)] = sum_t (N^T G)[t + (i, j), t]: one matrix
-    product (neighbourhood x windows) @ (windows x taps * C_out) and a small gather.
+    (ph + kh - 1) x (pw + kw - 1) neighbourhood of every window and a column of ones (windows x
+    neighbourhood + 1) and G_t the gradient where tap t won (windows x C_out), P^T routed[(i, j)] =
+    sum_t (N^T G)[t + (i, j), t] and the ones give sum_t sum_windows G_t = sum g: one matrix product
+    (neighbourhood x windows) @ (windows x taps * C_out) and a small gather. XLA computes g inside
+    the loop that writes the G_t, so g itself is never written.
     """
     (ph, pw), (kh, kw) = geo.window, geo.kernel
     nh, nw, c_out, taps = ph + kh - 1, pw + kw - 1, g.shape[-1], ph * pw
-    hood = jnp.stack([_window_slice(xp, geo, di, dj)[..., k] for di in range(nh) for dj in range(nw)
-                      for k in range(c_in)], axis=-1).reshape(-1, nh * nw * c_in)
+    views = [_window_slice(xp, geo, di, dj)[..., k] for di in range(nh) for dj in range(nw) for k in range(c_in)]
+    hood = jnp.stack([*views, jnp.ones_like(views[0])], axis=-1).reshape(-1, len(views) + 1)
     zero = jnp.array(0, g.dtype)
     won = jnp.stack([jnp.where(first == t, g, zero) for t in range(taps)], axis=-2).reshape(-1, taps * c_out)
     q = lax.dot_general(hood, won, (((0,), (0,)), ((), ())), precision=_HIGHEST)
-    q = q.reshape(nh, nw, c_in, ph, pw, c_out)
+    q, g_sum = q[:-1].reshape(nh, nw, c_in, ph, pw, c_out), q[-1].reshape(taps, c_out).sum(0)
     r = [sum(q[ti + i, tj + j, k, ti, tj] for ti in range(ph) for tj in range(pw))
          for i in range(kh) for j in range(kw) for k in range(c_in)]
-    return jnp.stack(r)
+    return jnp.stack(r), g_sum
 
 
 def _as_2d(x, w, window):
@@ -839,17 +842,22 @@ def _conv_bn_elu_pool_bwd(geo, epsilon, residuals, cotangents):
     dy, dmean, dvar = cotangents
     kh, kw, c_in, c_out = w.shape
     n = x.shape[0] * geo.conv_size[0] * geo.conv_size[1]
-    g, dscale, dbias, rstd = _pooled_bn_grads(dy, c_max, mean, var, scale, bias, epsilon)
+    rstd = lax.rsqrt(var + epsilon)
+    z = (c_max - mean) * (rstd * scale) + bias
+    g = dy * jnp.where(z > 0, 1.0, jnp.exp(z))               # gradient at BatchNorm's output, pooled
+    xp = _conv_pool_input(x, geo)
+    w_mat = w.reshape(-1, c_out)
+    routed_sums, dbias = _routed_patch_sums(xp, g, first, geo, c_in)
+    # The pooled c is P_win W (P_win: the winning tap's patch), so sum g * c_max = sum_k W[k] * (P^T
+    # routed)[k], and BatchNorm's scale gradient sum g * (c_max - mean) * rstd needs no pass of its own.
+    dscale = rstd * ((w_mat * routed_sums).sum(0) - mean * dbias)
     # BatchNorm's backward on the full map is affine in the routed gradient and in c, per channel:
     # dc = a * routed + b + s * c. With c = P W, the filter gradient P^T dc is therefore
     # a * P^T routed + outer(sum of P, b) + s * (P^T P) W, and only P^T routed needs the windows.
     a = scale * rstd
     s = dvar * (2.0 / n) - a * rstd * dscale / n
     b = dmean / n - a * dbias / n - s * mean
-    xp = _conv_pool_input(x, geo)
-    w_mat = w.reshape(-1, c_out)
-    dw = (a * _routed_patch_sums(xp, g, first, geo, c_in) + sums[:, None] * b
-          + jnp.dot(gram, w_mat, precision=_HIGHEST) * s).reshape(w.shape)
+    dw = (a * routed_sums + sums[:, None] * b + jnp.dot(gram, w_mat, precision=_HIGHEST) * s).reshape(w.shape)
     # The input's gradient needs the full dc map (XLA drops all of this when x is data, as in every
     # sercore model): a full correlation of dc with the flipped kernel, as conv2d's backward pass.
     routed = _route_to_first(g, first, geo.window, geo.pool_pads)
