@@ -741,16 +741,19 @@ def _first_max(taps, index=True):
     return lax.reduce((stacked, tap), init, pick, (stacked.ndim - 1,))
 
 
-def _patch_moments(x, w_shape, conv_pads):
-    """Sum s (K,) and Gram matrix P^T P (K, K) of the convolution's patch matrix P (positions x K).
+def _patch_moments(x, w_shape, conv_pads, shift):
+    """Sum s (K,) and Gram matrix Pc^T Pc (K, K) of the convolution's centred patch matrix Pc = P - shift.
 
-    The conv output is c = P W (K = kh * kw * c_in), so its per-channel sum is s W and its sum of
-    squares diag(W^T P^T P W): BatchNorm's statistics without the map. P^T P is one matrix product
-    of the stacked shifted views of the input (K x positions). (One reduction per pair of views, 45
-    for 3 x 3, runs 3-6x slower in a training step: XLA:CPU copies each view and reduces them one by one.)
+    The conv output is c = P W (K = kh * kw * c_in), so its per-channel mean is s W / n + shift W
+    and its variance diag(W^T Pc^T Pc W) / n - (s W / n)^2: BatchNorm's statistics without the map.
+    ``shift`` (the input's mean per channel, repeated over the kernel taps) keeps that difference
+    free of cancellation when the input is far from zero (dB values, say). Pc^T Pc is one matrix
+    product of the stacked shifted views of the centred input (K x positions). (One reduction per
+    pair of views, 45 for 3 x 3, ran 3-6x slower in a training step: XLA:CPU copies each view and
+    reduces them one by one.)
     """
     kh, kw, c_in, _ = w_shape
-    xp = jnp.pad(x, ((0, 0), *conv_pads, (0, 0)))
+    xp = jnp.pad(x, ((0, 0), *conv_pads, (0, 0))) - shift[:c_in]
     hc, wc = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
     views = [xp[:, i:i + hc, j:j + wc, k] for i in range(kh) for j in range(kw) for k in range(c_in)]
     n = len(views)
@@ -821,47 +824,50 @@ def _conv_bn_elu_pool(x, w, conv_bias, scale, bias, geo, epsilon):
 
 
 def _conv_bn_elu_pool_fwd(x, w, conv_bias, scale, bias, geo, epsilon):
-    c_out = w.shape[-1]
+    kh, kw, c_in, c_out = w.shape
     n = x.shape[0] * geo.conv_size[0] * geo.conv_size[1]
     w_mat = w.reshape(-1, c_out)
-    sums, gram = _patch_moments(x, w.shape, geo.conv_pads)
-    mean = jnp.dot(sums, w_mat, precision=_HIGHEST) / n
-    mean2 = (jnp.dot(gram, w_mat, precision=_HIGHEST) * w_mat).sum(0) / n
-    var = jnp.maximum(0.0, mean2 - mean * mean)                     # flax's "fast" variance, as _batch_stats
+    shift = jnp.tile(x.mean((0, 1, 2)), kh * kw)                   # per patch entry (i, j, channel)
+    sums, gram = _patch_moments(x, w.shape, geo.conv_pads, shift)
+    mean_c = jnp.dot(sums, w_mat, precision=_HIGHEST) / n           # the mean of the centred Pc W
+    var = jnp.maximum(0.0, (jnp.dot(gram, w_mat, precision=_HIGHEST) * w_mat).sum(0) / n - mean_c * mean_c)
+    mean = mean_c + jnp.dot(shift, w_mat, precision=_HIGHEST)
     # Pool-first as batch_norm_elu_pool: the window maximum of conv(x, w * sign) is sign * the c
     # whose activation wins (multiplying by +-1 is exact).
     sign = pool_first_sign(scale, x.dtype)
     key, first = _first_max(_conv_taps(_conv_pool_input(x, geo), w * sign, geo))
     c_max = key * sign
     return ((_bn_act(c_max, mean, var, scale, bias, epsilon), mean + conv_bias, var),
-            (x, w, scale, bias, mean, var, c_max, first, sums, gram))
+            (x, w, scale, bias, mean, mean_c, var, c_max, first, shift, sums, gram))
 
 
 def _conv_bn_elu_pool_bwd(geo, epsilon, residuals, cotangents):
-    x, w, scale, bias, mean, var, c_max, first, sums, gram = residuals
+    x, w, scale, bias, mean, mean_c, var, c_max, first, shift, sums, gram = residuals
     dy, dmean, dvar = cotangents
     kh, kw, c_in, c_out = w.shape
     n = x.shape[0] * geo.conv_size[0] * geo.conv_size[1]
     rstd = lax.rsqrt(var + epsilon)
     z = (c_max - mean) * (rstd * scale) + bias
     g = dy * jnp.where(z > 0, 1.0, jnp.exp(z))               # gradient at BatchNorm's output, pooled
-    xp = _conv_pool_input(x, geo)
     w_mat = w.reshape(-1, c_out)
-    routed_sums, dbias = _routed_patch_sums(xp, g, first, geo, c_in)
-    # The pooled c is P_win W (P_win: the winning tap's patch), so sum g * c_max = sum_k W[k] * (P^T
-    # routed)[k], and BatchNorm's scale gradient sum g * (c_max - mean) * rstd needs no pass of its own.
-    dscale = rstd * ((w_mat * routed_sums).sum(0) - mean * dbias)
-    # BatchNorm's backward on the full map is affine in the routed gradient and in c, per channel:
-    # dc = a * routed + b + s * c. With c = P W, the filter gradient P^T dc is therefore
-    # a * P^T routed + outer(sum of P, b) + s * (P^T P) W, and only P^T routed needs the windows.
+    # Rc = Pc^T routed (centred patches) and sum g. The pooled c is P_win W (the winning tap's
+    # patch), so sum g * (c_max - mean) = sum_k W[k] Rc[k] - (mean of Pc W) * sum g: BatchNorm's
+    # scale gradient needs no pass of its own.
+    routed_sums, dbias = _routed_patch_sums(_conv_pool_input(x, geo) - shift[:c_in], g, first, geo, c_in)
+    dscale = rstd * ((w_mat * routed_sums).sum(0) - mean_c * dbias)
+    # BatchNorm's backward on the full map is affine per channel: dc = a * routed + b + s * (c - mean),
+    # and c - mean = Pc W - mean_c. With P = Pc + shift, the filter gradient P^T dc is therefore
+    # a Rc + outer(sum of Pc, b) + s (Pc^T Pc W - outer(sum of Pc, mean_c)) + outer(shift, sum dc),
+    # where sum dc = dmean; only Rc needs the windows.
     a = scale * rstd
     s = dvar * (2.0 / n) - a * rstd * dscale / n
-    b = dmean / n - a * dbias / n - s * mean
-    dw = (a * routed_sums + sums[:, None] * b + jnp.dot(gram, w_mat, precision=_HIGHEST) * s).reshape(w.shape)
+    b = dmean / n - a * dbias / n
+    dw = (a * routed_sums + sums[:, None] * b + s * (jnp.dot(gram, w_mat, precision=_HIGHEST) - sums[:, None] * mean_c)
+          + shift[:, None] * dmean).reshape(w.shape)
     # The input's gradient needs the full dc map (XLA drops all of this when x is data, as in every
     # sercore model): a full correlation of dc with the flipped kernel, as conv2d's backward pass.
     routed = _route_to_first(g, first, geo.window, geo.pool_pads)
-    dc = a * routed + b + s * _conv(x, w, geo.conv_pads)
+    dc = a * routed + b + s * (_conv(x, w, geo.conv_pads) - mean)
     (ph_lo, ph_hi), (pw_lo, pw_hi) = geo.conv_pads
     dx_pads = ((kh - 1 - ph_lo, kh - 1 - ph_hi), (kw - 1 - pw_lo, kw - 1 - pw_hi))
     dx = lax.conv_general_dilated(dc, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2), (1, 1), dx_pads,

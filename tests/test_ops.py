@@ -294,6 +294,27 @@ def test_conv_bn_elu_pool_matches_conv_and_unfused_chain(shape, kernel, window, 
     np.testing.assert_allclose(pooled, ref, rtol=RTOL, atol=ATOL)
 
 
+def test_conv_bn_elu_pool_statistics_hold_for_inputs_far_from_zero():
+    # The statistics come from the patches' Gram matrix, E[c^2] - E[c]^2: without centring, an
+    # input with mean 80x its spread (dB values, say) loses digits to cancellation. Compare with
+    # float64 NumPy (the op centres the patches, so it is more exact than the plain float32 chain
+    # here), and the gradients with the plain chain.
+    rng = np.random.default_rng(5)
+    x = rng.normal(40.0, 0.5, (16, 64, 125, 1)).astype(np.float32)
+    w = np.abs(rng.normal(0, 0.3, (3, 3, 1, 8))).astype(np.float32)       # channels that sum the input
+    xp = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    c = sum(xp[:, i:i + 64, j:j + 125, :1] * w[i, j, 0].astype(np.float64) for i in range(3) for j in range(3))
+    args = (jnp.asarray(x), jnp.asarray(w), jnp.zeros(8), jnp.ones(8), jnp.zeros(8))
+    _, mean, var = ops.conv_bn_elu_pool(*args, (2, 2))
+    np.testing.assert_allclose(mean, c.mean((0, 1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(var, c.var((0, 1, 2)), rtol=1e-5)    # the plain float32 chain: about 1e-4
+    loss = lambda f: lambda *a: jnp.sum(jnp.sin(f(*a, (2, 2), "same", "same")[0]))   # noqa: E731
+    got = jax.grad(loss(ops.conv_bn_elu_pool), argnums=(1, 3, 4))(*args)
+    want = jax.grad(loss(_ref_conv_bn_elu_pool), argnums=(1, 3, 4))(*args)
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4 * float(jnp.abs(r).max()))
+
+
 def test_conv_bn_elu_pool_under_vmap_and_jit():
     x = jax.random.normal(jax.random.key(22), (3, 2, 8, 11, 1))           # 3 independent batches
     w = jax.random.normal(jax.random.key(23), (3, 3, 1, 4))
