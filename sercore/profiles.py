@@ -40,14 +40,15 @@ dcnn_blstm_attn   22           (not in quick)
 ================  ===========  =========
 
 The table was measured before the December 2026 speed-ups (``sercore.ops`` pool-first LFLBs, huge
-pages, Winograd convolutions); in the run below a run took 7-14 s (zhao2d, median 8 s) and 15-29 s
-(td_cnn_*, medians 19 and 21 s), about 2.5-3x faster.
+pages, Winograd convolutions, the fused first block); in the run below a run took 6-13 s (zhao2d,
+median 7 s) and 14-30 s (td_cnn_*, medians 19 and 21 s), about 2.5-3.5x faster.
 
 ``make reports CORPUS=emodb`` end to end, from an empty results folder, on 2026-12-02 (commit
-f8fc909, idle machine): 01 10 s, 02 8 min 27 s (4 models and a 6-point sweep, 45 runs), 03 14 min
-13 s (80 runs: 8 models x 2 protocols x 5 folds), 04 1 min 15 s (reuses 03's runs), 05 7 min 23 s
-(per-fold autoencoders, 5 fusion runs and 15 runs at 3x the training data): 31 min 29 s in all.
-Earlier the same day, before the Winograd convolutions (commit 0848bc5), 49 min; before the
+b76571a, on a machine shared with other tenants): 01 10 s, 02 7 min 56 s (4 models and a 6-point
+sweep, 45 runs), 03 13 min 39 s (80 runs: 8 models x 2 protocols x 5 folds), 04 57 s (reuses 03's
+runs), 05 5 min 49 s (per-fold autoencoders, 5 fusion runs and 15 runs at 3x the training data):
+28 min 31 s in all. Earlier the same day at f8fc909 (Winograd, before the fused first block), 31
+min 29 s; before the Winograd convolutions (commit 0848bc5), 49 min; before the
 speed-ups (2026-11-23), 1-1.3 hours. The synthetic
 corpus (700 utterances against EmoDB's 535) takes about 1.3x as long. Feature extraction is cached;
 JAX's compilation cache (``<data>/cache/jax``) is shared by the notebooks.

@@ -129,8 +129,9 @@ def conv(layer: nnx.Conv, x: jax.Array, *, with_bias: bool = True) -> jax.Array 
 
 
 #: LFLBs run BatchNorm -> ELU -> max-pool pool-first: in training as one fused op
-#: (:func:`sercore.ops.batch_norm_elu_pool`), in evaluation as max-pool -> BatchNorm -> ELU
-#: (the same values); tests switch it off to compare with the plain chain.
+#: (:func:`sercore.ops.batch_norm_elu_pool`, or :func:`sercore.ops.conv_bn_elu_pool` with the
+#: convolution too where the kernel has few taps x input channels), in evaluation as max-pool ->
+#: BatchNorm -> ELU (the same values); tests switch it off to compare with the plain chain.
 FUSED = True
 
 
