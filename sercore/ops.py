@@ -544,18 +544,15 @@ def _bn_elu_pool_fwd(c, conv_bias, scale, bias, window, pads, epsilon):
             (c, scale, bias, mean, var, c_max, first))
 
 
-def _pooled_bn_grads(dy, c_max, mean, var, scale, bias, epsilon):
-    """BatchNorm's parameter gradients from the pooled map, and the gradient g at its pooled output.
+def _pooled_output_grad(dy, c_max, mean, var, scale, bias, epsilon):
+    """The gradient g at BatchNorm's output on the pooled map, and 1 / std.
 
-    The pooled gradient goes through ELU (derivative 1 above 0, exp(z) below) at the winning taps
-    only, so these are sums over the pooled map. Returns (g, dscale, dbias, rstd).
+    The pooled gradient dy goes through ELU (derivative 1 above 0, exp(z) below) at the winning
+    taps only, so BatchNorm's parameter gradients are sums of g over the pooled map.
     """
     rstd = lax.rsqrt(var + epsilon)
-    xhat_max = (c_max - mean) * rstd
     z = (c_max - mean) * (rstd * scale) + bias
-    g = dy * jnp.where(z > 0, 1.0, jnp.exp(z))               # gradient at BatchNorm's output, pooled
-    axes = tuple(range(dy.ndim - 1))
-    return g, (g * xhat_max).sum(axes), g.sum(axes), rstd
+    return dy * jnp.where(z > 0, 1.0, jnp.exp(z)), rstd
 
 
 def _route_to_first(g, first, window, pads):
@@ -576,7 +573,9 @@ def _bn_elu_pool_bwd(window, pads, epsilon, residuals, cotangents):
     # BatchNorm's parameter gradients are sums over the pooled map; one pass over the full map then
     # routes the gradient to the first maximum of each window and applies BatchNorm's training-mode
     # backward, everything recomputed from c elementwise (XLA fuses it into one loop).
-    g, dscale, dbias, rstd = _pooled_bn_grads(dy, c_max, mean, var, scale, bias, epsilon)
+    g, rstd = _pooled_output_grad(dy, c_max, mean, var, scale, bias, epsilon)
+    axes = tuple(range(dy.ndim - 1))
+    dbias, dscale = g.sum(axes), (g * ((c_max - mean) * rstd)).sum(axes)
     routed = _route_to_first(g, first, window, pads)
     centred = c - mean
     dc = (scale * rstd) * (routed - dbias / n - centred * (rstd * dscale / n)) + dmean / n + dvar * (2.0 / n) * centred
@@ -846,9 +845,7 @@ def _conv_bn_elu_pool_bwd(geo, epsilon, residuals, cotangents):
     dy, dmean, dvar = cotangents
     kh, kw, c_in, c_out = w.shape
     n = x.shape[0] * geo.conv_size[0] * geo.conv_size[1]
-    rstd = lax.rsqrt(var + epsilon)
-    z = (c_max - mean) * (rstd * scale) + bias
-    g = dy * jnp.where(z > 0, 1.0, jnp.exp(z))               # gradient at BatchNorm's output, pooled
+    g, rstd = _pooled_output_grad(dy, c_max, mean, var, scale, bias, epsilon)
     w_mat = w.reshape(-1, c_out)
     # Rc = Pc^T routed (centred patches) and sum g. The pooled c is P_win W (the winning tap's
     # patch), so sum g * (c_max - mean) = sum_k W[k] Rc[k] - (mean of Pc W) * sum g: BatchNorm's
