@@ -213,14 +213,19 @@ def _conv2d_fwd(x, w, pads):
     return _conv(x, w, pads), (x, w, None)
 
 
+def _input_grad_kernel(w, pads):
+    """Kernel and padding of a stride-1 convolution's input gradient, a forward ("full") correlation
+    of dy: the kernel flipped, in and out channels swapped; the padding mirrors the forward one."""
+    kh, kw = w.shape[:2]
+    (ph_lo, ph_hi), (pw_lo, pw_hi) = pads
+    return (jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2),
+            ((kh - 1 - ph_lo, kh - 1 - ph_hi), (kw - 1 - pw_lo, kw - 1 - pw_hi)))
+
+
 def _conv2d_bwd(pads, residuals, dy):
     x, w, v = residuals
     kh, kw, c_in, c_out = w.shape
-    (ph_lo, ph_hi), (pw_lo, pw_hi) = pads
-    # Input gradient: a forward ("full") correlation of dy with the flipped kernel, in and out
-    # channels swapped; the padding mirrors the forward one.
-    w_flip = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
-    dx_pads = ((kh - 1 - ph_lo, kh - 1 - ph_hi), (kw - 1 - pw_lo, kw - 1 - pw_hi))
+    w_flip, dx_pads = _input_grad_kernel(w, pads)
     if v is None:
         dx = _conv(dy, w_flip, dx_pads)
         return dx.astype(x.dtype), _filter_grad(x, dy, kh, kw, pads).astype(w.dtype)
@@ -843,7 +848,7 @@ def _conv_bn_elu_pool_fwd(x, w, conv_bias, scale, bias, geo, epsilon):
 def _conv_bn_elu_pool_bwd(geo, epsilon, residuals, cotangents):
     x, w, scale, bias, mean, mean_c, var, c_max, first, shift, sums, gram = residuals
     dy, dmean, dvar = cotangents
-    kh, kw, c_in, c_out = w.shape
+    c_in, c_out = w.shape[2:]
     n = x.shape[0] * geo.conv_size[0] * geo.conv_size[1]
     g, rstd = _pooled_output_grad(dy, c_max, mean, var, scale, bias, epsilon)
     w_mat = w.reshape(-1, c_out)
@@ -865,10 +870,7 @@ def _conv_bn_elu_pool_bwd(geo, epsilon, residuals, cotangents):
     # sercore model): a full correlation of dc with the flipped kernel, as conv2d's backward pass.
     routed = _route_to_first(g, first, geo.window, geo.pool_pads)
     dc = a * routed + b + s * (_conv(x, w, geo.conv_pads) - mean)
-    (ph_lo, ph_hi), (pw_lo, pw_hi) = geo.conv_pads
-    dx_pads = ((kh - 1 - ph_lo, kh - 1 - ph_hi), (kw - 1 - pw_lo, kw - 1 - pw_hi))
-    dx = lax.conv_general_dilated(dc, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2), (1, 1), dx_pads,
-                                  dimension_numbers=_DIMENSION_NUMBERS)
+    dx = _conv(dc, *_input_grad_kernel(w, geo.conv_pads))
     # The conv bias reaches the outputs only through the returned mean: its gradient is dmean.
     return dx.astype(x.dtype), dw.astype(w.dtype), dmean, dscale, dbias
 
