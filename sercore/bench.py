@@ -212,15 +212,22 @@ def bench_model(name: str, *, steps: int = 5, repeats: int = 3, warmup: int = 1,
     # conv's output (as the papers and the references count them); Winograd, and the first block's
     # statistics from the input's Gram matrix, execute fewer for the same function, so the share of
     # peak below is an effective one and can exceed what the executed count alone would allow.
-    switches = ops.WINOGRAD, ops.CONV_POOL
-    ops.WINOGRAD = ops.CONV_POOL = False
-    try:
-        # Fresh function objects: JAX reuses a function's trace, which was made with the switches on.
-        flops_train = _flops(jax.jit(lambda *a: train_step(*a)).lower(params, rest, opt_state, x_train, y_train))
-        flops_infer = _flops(jax.jit(lambda *a: infer_step(*a)).lower(params, rest, x_infer))
-    finally:
-        ops.WINOGRAD, ops.CONV_POOL = switches
-    executed_train, executed_infer = _flops(train), _flops(infer)
+    # XLA's cost analysis counts a loop's body once, so both counts take whole batches (the
+    # batch chunks of sercore.ops.batch_chunk are the same operations, a few examples at a time).
+    def count(**switches):
+        saved = {k: getattr(ops, k) for k in switches}
+        for k, v in switches.items():
+            setattr(ops, k, v)
+        try:
+            # Fresh function objects: JAX reuses a function's trace, made with other switches.
+            return (_flops(jax.jit(lambda *a: train_step(*a)).lower(params, rest, opt_state, x_train, y_train)),
+                    _flops(jax.jit(lambda *a: infer_step(*a)).lower(params, rest, x_infer)))
+        finally:
+            for k, v in saved.items():
+                setattr(ops, k, v)
+
+    flops_train, flops_infer = count(WINOGRAD=False, CONV_POOL=False, CHUNK=0)
+    executed_train, executed_infer = count(CHUNK=0)
     per_sample = lambda flops, batch: None if flops is None else round(flops / batch / 1e9, 4)  # noqa: E731
     gflop = {"train": per_sample(flops_train, train_batch), "infer": per_sample(flops_infer, infer_batch)}
     gflop_executed = {"train": per_sample(executed_train, train_batch),

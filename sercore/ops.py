@@ -189,15 +189,97 @@ def _winograd_output_transpose(dyp, offset, tiles):
     return _tile_transform(_WINO_AT.T, dyp, offset, tiles)
 
 
-def _winograd_conv(x, w, pads):
+def _winograd_filter(w):
+    """U = G w G^T for a (3, 3, C_in, C_out) kernel: (36, C_in, C_out)."""
+    u = jnp.einsum("ai,bj,ijco->abco", _WINO_G, _WINO_G, w, precision=_HIGHEST).astype(w.dtype)
+    return u.reshape(36, *w.shape[2:])
+
+
+def _winograd_conv(x, w, pads, u=None):
     """Stride-1 3 x 3 convolution by Winograd F(4x4, 3x3): y, the transformed input V, padded x."""
     h_out, w_out = x.shape[1] + sum(pads[0]) - 2, x.shape[2] + sum(pads[1]) - 2
     xp, tiles = _winograd_pad(x, pads)
     v = _winograd_input(xp, tiles)
-    u = jnp.einsum("ai,bj,ijco->abco", _WINO_G, _WINO_G, w, precision=_HIGHEST).astype(w.dtype)
-    u = u.reshape(36, *w.shape[2:])
+    u = _winograd_filter(w) if u is None else u
     m = lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))))               # 36 products (tiles, C) @ (C, C_out)
     return _winograd_output(m, x.shape[0], tiles, (h_out, w_out)), v, xp
+
+
+# Batch chunks (CPU). A Winograd convolution of a large map writes its transformed input tiles
+# (2.25x the input) and its 36 products (2.25x the output) to memory and reads them back: on
+# zhao2d's second block that is over 100 MB per pass, and the transforms run at memory speed. A
+# few examples at a time in a loop, they stay in cache: the forward pass maps the chunks, and the
+# backward pass recomputes each chunk's tiles from x (kept instead of the tiles, 2.25x smaller)
+# and adds up the filter gradient over the chunks.
+#: Examples per chunk (0: whole batches). A switch for tests, not a tuning knob.
+CHUNK = 4
+#: Chunk only a batch whose chunks hold at least this many bytes of input; smaller maps stay in
+#: cache anyway, and their matrix products would get too small to run fast.
+CHUNK_MIN_BYTES = 1 << 20
+
+
+def batch_chunk(x_shape, itemsize: int = 4) -> int:
+    """Examples per chunk for a batch of shape ``x_shape`` (batch first), or 0 to take it whole.
+
+    The largest divisor of the batch up to :data:`CHUNK` (at least 2, and less than the batch),
+    on CPU, where a chunk's input is at least :data:`CHUNK_MIN_BYTES`.
+    """
+    b = x_shape[0]
+    if not CHUNK or jax.default_backend() != "cpu":
+        return 0
+    n = next((d for d in range(min(CHUNK, b - 1), 1, -1) if b % d == 0), 0)
+    return n if n and n * math.prod(x_shape[1:]) * itemsize >= CHUNK_MIN_BYTES else 0
+
+
+def _split_batch(x, n):
+    """(B, ...) -> (B / n, n, ...)."""
+    return x.reshape(x.shape[0] // n, n, *x.shape[1:])
+
+
+def _merge_batch(x):
+    """(B / n, n, ...) -> (B, ...)."""
+    return x.reshape(-1, *x.shape[2:])
+
+
+def _winograd_conv_chunked(xs, w, pads):
+    """:func:`_winograd_conv`'s y for x split into chunks (B / n, n, ...), one chunk at a time."""
+    u = _winograd_filter(w)
+    return _merge_batch(lax.map(lambda xc: _winograd_conv(xc, None, pads, u)[0], xs))
+
+
+def _winograd_bwd_chunked(xs, w, pads, dy):
+    """dx and dw of :func:`_winograd_conv_chunked`, one chunk at a time (tiles recomputed from x).
+
+    Where dx has dy's shape ('same' padding), the loop writes each chunk's dx over its dy, which
+    is read just before: XLA reuses dy's buffer instead of zero-filling a new one.
+    """
+    c_in, c_out = w.shape[2:]
+    w_flip, dx_pads = _input_grad_kernel(w, pads)
+    u_flip = _winograd_filter(w_flip)
+    dys = dy.reshape(xs.shape[0], -1, *dy.shape[1:])
+    tiles = (-(-dy.shape[1] // 4), -(-dy.shape[2] // 4))                  # the forward pass's tile grid
+
+    def chunk(du, xc, dyc):
+        v = _winograd_input(_winograd_pad(xc, pads)[0], tiles)
+        dxc, _, dyp = _winograd_conv(dyc, None, dx_pads, u_flip)
+        dm = _winograd_output_transpose(dyp, (dx_pads[0][0], dx_pads[1][0]), tiles)
+        return du + lax.dot_general(v, dm, (((1,), (1,)), ((0,), (0,)))), dxc
+
+    du = jnp.zeros((36, c_in, c_out), jnp.result_type(xs.dtype, dy.dtype))
+    if xs.shape == dys.shape:
+        def body(i, carry):
+            du, buf = carry
+            du, dxc = chunk(du, xs[i], buf[i])
+            return du, lax.dynamic_update_index_in_dim(buf, dxc, i, 0)
+        du, dxs = lax.fori_loop(0, xs.shape[0], body, (du, dys))
+    else:
+        du, dxs = lax.scan(lambda du, xd: chunk(du, *xd), du, (xs, dys))
+    return _merge_batch(dxs), _winograd_filter_grad(du, c_in, c_out)
+
+
+def _winograd_filter_grad(du, c_in, c_out):
+    """dw = G^T dU G from the 36 products' gradient dU (36, C_in, C_out)."""
+    return jnp.einsum("ai,bj,abco->ijco", _WINO_G, _WINO_G, du.reshape(6, 6, c_in, c_out), precision=_HIGHEST)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -207,6 +289,11 @@ def _conv2d(x, w, pads):
 
 def _conv2d_fwd(x, w, pads):
     if _winograd_applies(w.shape):
+        n = batch_chunk(x.shape, x.dtype.itemsize)
+        if n:
+            # The residual is x split into its chunks (5-D): the backward pass goes chunk by chunk too.
+            xs = _split_batch(x, n)
+            return _winograd_conv_chunked(xs, w, pads), (xs, w, None)
         # Keep the transformed input, not x: the filter gradient is computed from it.
         y, v, _ = _winograd_conv(x, w, pads)
         return y, (None, w, v)
@@ -225,6 +312,9 @@ def _input_grad_kernel(w, pads):
 def _conv2d_bwd(pads, residuals, dy):
     x, w, v = residuals
     kh, kw, c_in, c_out = w.shape
+    if v is None and x.ndim == 5:                                         # Winograd in chunks
+        dx, dw = _winograd_bwd_chunked(x, w, pads, dy)
+        return dx.astype(x.dtype), dw.astype(w.dtype)
     w_flip, dx_pads = _input_grad_kernel(w, pads)
     if v is None:
         dx = _conv(dy, w_flip, dx_pads)
@@ -235,8 +325,7 @@ def _conv2d_bwd(pads, residuals, dy):
     tiles = (-(-dy.shape[1] // 4), -(-dy.shape[2] // 4))                  # the forward pass's tile grid
     dm = _winograd_output_transpose(dyp, (dx_pads[0][0], dx_pads[1][0]), tiles)
     du = lax.dot_general(v, dm, (((1,), (1,)), ((0,), (0,))))             # (36, C_in, C_out)
-    dw = jnp.einsum("ai,bj,abco->ijco", _WINO_G, _WINO_G, du.reshape(6, 6, c_in, c_out), precision=_HIGHEST)
-    return dx.astype(v.dtype), dw.astype(w.dtype)
+    return dx.astype(v.dtype), _winograd_filter_grad(du, c_in, c_out).astype(w.dtype)
 
 
 def _filter_grad(x, dy, kh, kw, pads):

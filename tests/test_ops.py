@@ -96,6 +96,66 @@ def test_winograd_conv_under_vmap_and_jit():
         np.testing.assert_array_less(np.abs(a - b).max(), 3e-5 * np.abs(b).max())
 
 
+def test_batch_chunk_takes_a_divisor_of_the_batch_for_large_maps_on_cpu_only(monkeypatch):
+    big = (64, 126, 64)                                    # zhao2d's second block: 2 MB per example
+    assert ops.batch_chunk((32, *big)) == 4
+    assert ops.batch_chunk((6, *big)) == 3                 # the largest divisor up to CHUNK
+    assert ops.batch_chunk((4, *big)) == 2                 # a chunk is less than the batch
+    assert ops.batch_chunk((7, *big)) == ops.batch_chunk((1, *big)) == 0   # no divisor: whole batch
+    assert ops.batch_chunk((32, 16, 32, 64)) == 0          # 4 x 128 KiB: small enough for cache
+    monkeypatch.setattr(ops, "CHUNK", 0)
+    assert ops.batch_chunk((32, *big)) == 0
+    monkeypatch.setattr(ops, "CHUNK", 4)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert ops.batch_chunk((32, *big)) == 0
+
+
+@pytest.mark.parametrize("shape,padding", [
+    ((6, 9, 11, 16), "same"),          # 2 chunks of 3; dx written over dy's buffer
+    ((8, 10, 7, 16), "valid"),         # 2 chunks of 4; dx larger than dy: stacked
+])
+def test_winograd_conv_in_chunks_matches_lax(monkeypatch, shape, padding):
+    # Large maps run their Winograd convolution a few examples at a time (forward pass, and the
+    # backward pass with the tiles recomputed); here a small map is made to.
+    monkeypatch.setattr(ops, "CHUNK_MIN_BYTES", 0)
+    assert ops.batch_chunk(shape) in (3, 4)
+    kx, kw = jax.random.split(jax.random.key(17))
+    x = jax.random.normal(kx, shape)
+    w = jax.random.normal(kw, (3, 3, shape[-1], 24)) * 0.2
+    f = lambda x, w: ops.conv2d(x, w, padding=padding)        # noqa: E731
+    got_y, got = f(x, w), _grads(f, x, w)
+    want_y, want = _ref_conv(x, w, padding), _grads(lambda x, w: _ref_conv(x, w, padding), x, w)
+    np.testing.assert_array_less(np.abs(got_y - want_y).max(), 3e-5 * np.abs(want_y).max())
+    for g, r in zip(got, want):
+        assert g.shape == r.shape and g.dtype == r.dtype
+        np.testing.assert_array_less(np.abs(g - r).max(), 3e-5 * np.abs(r).max())
+    # Under vmap (seeds or folds trained together) the chunks are those of each model's batch.
+    xs, ws = jnp.stack([x, -x]), jnp.stack([w, 0.5 * w])
+    loss = lambda x, w: jnp.sum(jnp.sin(f(x, w)))          # noqa: E731
+    g = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1))))(xs, ws)
+    r = jax.vmap(jax.grad(lambda x, w: jnp.sum(jnp.sin(_ref_conv(x, w, padding))), argnums=(0, 1)))(xs, ws)
+    for a, b in zip(g, r):
+        np.testing.assert_array_less(np.abs(a - b).max(), 3e-5 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("model_name,input_shape", [("zhao2d", (16, 40, 1)), ("zhao1d", (512, 1)),
+                                                    ("td_cnn_lstm", (16, 48, 1))])
+def test_models_evaluate_the_same_in_batch_chunks(monkeypatch, model_name, input_shape):
+    """In evaluation the LFLBs with large maps run a few examples at a time: the same outputs."""
+    from sercore import models
+
+    model = models.create(model_name, num_classes=3, input_shape=input_shape, seed=0)
+    model.eval()
+    x = jax.random.normal(jax.random.key(18), (8, *input_shape))
+    whole = nnx.jit(lambda m, x: m(x))(model, x)
+    monkeypatch.setattr(ops, "CHUNK_MIN_BYTES", 0)
+    chunks, lax_map = [], jax.lax.map
+    monkeypatch.setattr(jax.lax, "map", lambda f, xs: chunks.append(xs.shape) or lax_map(f, xs))
+    chunked = nnx.jit(lambda m, x: m(x))(model, x)
+    assert len(chunks) == 1 and chunks[0][1] == 4                   # examples (windows) 4 at a time
+    np.testing.assert_allclose(chunked, whole, rtol=RTOL, atol=ATOL)
+
+
 @pytest.mark.parametrize("padding", ["same", "valid"])
 def test_conv1d_matches_lax(padding):
     x = jax.random.normal(jax.random.key(1), (2, 50, 3))
@@ -386,6 +446,7 @@ def test_models_train_the_same_with_fast_ops(monkeypatch, model_name, input_shap
 
     x = jax.random.normal(jax.random.key(8), (6, *input_shape))
     y = jnp.array([0, 1, 2, 0, 1, 2])
+    monkeypatch.setattr(ops, "CHUNK_MIN_BYTES", 0)        # Winograd convolutions in 2 chunks of 3
     fast_losses, fast_params = _train_losses(model_name, x, y)
     with monkeypatch.context() as m:
         m.setattr(blocks, "FUSED", False)

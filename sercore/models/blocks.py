@@ -252,22 +252,52 @@ class LFLBStack(nnx.Module):
         self.blocks = nnx.List(blocks)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        for block in self.blocks:
+        k, n = self._chunked_blocks(x.shape) if self._evaluating() else (0, 0)
+        if k:
+            # Evaluation on CPU: the first k blocks, whose maps are large, a few examples at a time
+            # (see sercore.ops.batch_chunk): each chunk's maps stay in cache from one block to the
+            # next. (Training cannot: BatchNorm's statistics need the whole batch.)
+            def head(xc):
+                for block in self.blocks[:k]:
+                    xc = block(xc)
+                return xc
+            x = jax.lax.map(head, x.reshape(x.shape[0] // n, n, *x.shape[1:]))
+            x = x.reshape(-1, *x.shape[2:])
+        for block in self.blocks[k:]:
             x = block(x)
         return x
 
-    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
-        """Per-example output shape (*spatial, channels) for a per-example ``input_shape``."""
-        spatial = list(input_shape[:-1])
-        s = self.spec
-        for kernel, pool, cpad, ppad in zip(s["kernels"], s["pools"], s["conv_padding"], s["pool_padding"]):
+    def _evaluating(self) -> bool:
+        return all(block.bn.use_running_average for block in self.blocks)
+
+    def _chunked_blocks(self, x_shape) -> tuple[int, int]:
+        """(k, n): run the first k blocks in chunks of n examples; (0, 0) for none.
+
+        k covers every block up to the last one whose input :func:`sercore.ops.batch_chunk` would
+        chunk, so that blocks 1-2 of zhao2d (inputs 128 x 251 x 1 and 64 x 126 x 64) go together.
+        """
+        shapes = [tuple(x_shape[1:]), *self._block_shapes(x_shape[1:])[:-1]]     # each block's input
+        chunks = [ops.batch_chunk((x_shape[0], *shape)) for shape in shapes]
+        k = max((i + 1 for i, n in enumerate(chunks) if n), default=0)
+        return (k, max(chunks)) if k else (0, 0)
+
+    def _block_shapes(self, input_shape: Sequence[int]) -> list[tuple[int, ...]]:
+        """Per-example shape (*spatial, channels) after each block, for a per-example ``input_shape``."""
+        spatial, shapes, s = list(input_shape[:-1]), [], self.spec
+        for kernel, pool, cpad, ppad, c in zip(s["kernels"], s["pools"], s["conv_padding"], s["pool_padding"],
+                                               s["channels"]):
             spatial = [pooled_length(conv_length(n, k, cpad), p, ppad)
                        for n, k, p in zip(spatial, kernel, pool)]
             if min(spatial) < 1:
                 raise ConfigError(f"input shape {tuple(input_shape)} is too small for the LFLB stack "
                                   f"(pools {s['pools']}): an axis shrinks to 0; use longer input, "
                                   "smaller pools or pool_padding='same'")
-        return (*spatial, s["channels"][-1])
+            shapes.append((*spatial, c))
+        return shapes
+
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
+        """Per-example output shape (*spatial, channels) for a per-example ``input_shape``."""
+        return self._block_shapes(input_shape)[-1]
 
 
 def to_sequence(x: jax.Array) -> jax.Array:
