@@ -96,6 +96,18 @@ def test_winograd_conv_under_vmap_and_jit():
         np.testing.assert_array_less(np.abs(a - b).max(), 3e-5 * np.abs(b).max())
 
 
+def test_elu_matches_expm1_to_float32_rounding():
+    # Both sides of the switch from the Taylor series to exp(z) - 1 at -1/8, tiny and large |z|.
+    z = np.concatenate([-np.logspace(-12, 2, 20001), np.linspace(-20, 5, 20001), [0.0, -0.125, 0.125]])
+    z = z.astype(np.float32)
+    want = np.where(z > 0, z, np.expm1(z.astype(np.float64)))
+    got = np.asarray(jax.jit(ops.elu)(jnp.asarray(z)), np.float64)
+    np.testing.assert_allclose(got, want, rtol=5e-7, atol=0)
+    np.testing.assert_allclose(got, np.asarray(jax.nn.elu(jnp.asarray(z))), rtol=1e-6, atol=0)
+    g = jax.grad(lambda z: ops.elu(z).sum())(jnp.asarray(z))
+    np.testing.assert_allclose(g, np.where(z > 0, 1.0, np.exp(z.astype(np.float64))), rtol=1e-6, atol=1e-30)
+
+
 def test_batch_chunk_takes_a_divisor_of_the_batch_for_large_maps_on_cpu_only(monkeypatch):
     big = (64, 126, 64)                                    # zhao2d's second block: 2 MB per example
     assert ops.batch_chunk((32, *big)) == 4

@@ -188,7 +188,7 @@ class LFLB(nnx.Module):
                 pooled = pooled if conv_bias is None else pooled + conv_bias
             else:
                 pooled = max_pool(conv(self.conv, x) * sign, self.pool, self.pool_padding, strided=True) * sign
-            x = nnx.elu(self.bn(pooled))
+            x = ops.elu(self.bn(pooled))
             return x if self.dropout is None else self.dropout(x)
         bn = self.bn
         if into_pool:
