@@ -31,7 +31,7 @@ dozen times. The functions here compute the same values and gradients another wa
   BatchNorm's backward pass into one product of each window's input neighbourhood with the pooled
   gradient. In evaluation, :func:`conv_max_pool` (the pool of the convolution, forward only).
 * :func:`batch_chunk` -- on CPU, a Winograd convolution of a large map (zhao2d's second block) runs
-  4 examples at a time in a loop, forward and backward, so its transformed tiles stay in cache;
+  4 examples at a time in a loop, forward and backward, so its transformed tiles largely stay in cache;
   in evaluation an LFLB stack runs its large-map blocks that way (``LFLBStack``).
 * :func:`elu` -- ELU to float32 rounding without XLA:CPU's slow expm1.
 
@@ -215,7 +215,7 @@ def _winograd_conv(x, w, pads, u=None):
 # few examples at a time in a loop, each chunk's arrays are 8x smaller and largely stay in cache
 # (16 MB of L3 here): the forward pass maps the chunks, and the backward pass recomputes each
 # chunk's tiles from x (kept instead of the tiles, 2.25x smaller) and adds up the filter gradient
-# over the chunks. zhao2d's step ran fastest with chunks of 4 (against 1, 2, 8 and whole batches).
+# over the chunks. zhao2d ran fastest with chunks of 4 (against 2, 8 and whole batches).
 # Not on a GPU, where a loop over chunks would only serialise the work.
 #: Examples per chunk (0: whole batches). A switch for tests and for counting FLOPs, not a tuning knob.
 CHUNK = 4
@@ -590,7 +590,7 @@ def elu(z: jax.Array) -> jax.Array:
 
     XLA:CPU's expm1 runs at about half the speed of its exp: zhao2d's first block spent as long in
     ELU as in its pooled convolution. Below -1/8 this takes exp(z) - 1 (rounding error at most
-    1e-7 absolute where |ELU| > 0.117), above it the Taylor series to z^5 (truncation below 3e-9).
+    1e-7 absolute where |ELU| > 0.117), above it the Taylor series to z^5 (truncation below 6e-9).
     """
     neg = jnp.where(z > 0, 0.0, z)
     taylor = neg * (1 + neg * (1 / 2 + neg * (1 / 6 + neg * (1 / 24 + neg * (1 / 120)))))

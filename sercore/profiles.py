@@ -40,21 +40,23 @@ dcnn_blstm_attn   22           (not in quick)
 ================  ===========  =========
 
 The table was measured before the December 2026 speed-ups (``sercore.ops`` pool-first LFLBs, huge
-pages, Winograd convolutions, the fused first block); in the run below a run took 6-13 s (zhao2d,
-median 7 s) and 14-30 s (td_cnn_*, medians 19 and 21 s), about 2.5-3.5x faster.
+pages, Winograd convolutions, the fused first block, batch chunks); in the run below a run took
+6-13 s (zhao2d, median 7 s) and 13-27 s (td_cnn_*, medians 16 and 21 s), about 2.5-3.5x faster.
+(``quick``'s 40 x 63 maps are below the batch chunks' threshold, so they run whole batches there.)
 
 ``make reports CORPUS=emodb`` end to end, from an empty results folder, on 2026-12-02 (commit
-b76571a, on a machine shared with other tenants): 01 10 s, 02 7 min 56 s (4 models and a 6-point
-sweep, 45 runs), 03 13 min 39 s (80 runs: 8 models x 2 protocols x 5 folds), 04 57 s (reuses 03's
-runs), 05 5 min 49 s (per-fold autoencoders, 5 fusion runs and 15 runs at 3x the training data):
-28 min 31 s in all. Earlier the same day at f8fc909 (Winograd, before the fused first block), 31
+f659513, on a machine shared with other tenants): 01 10 s, 02 7 min 30 s (4 models and a 6-point
+sweep, 45 runs), 03 12 min 30 s (80 runs: 8 models x 2 protocols x 5 folds), 04 60 s (reuses 03's
+runs), 05 5 min 47 s (per-fold autoencoders, 5 fusion runs and 15 runs at 3x the training data):
+26 min 57 s in all. Earlier the same day at b76571a (the fused first block, before the batch chunks),
+28 min 31 s; at f8fc909 (Winograd, before the fused first block), 31
 min 29 s; before the Winograd convolutions (commit 0848bc5), 49 min; before the
 speed-ups (2026-11-23), 1-1.3 hours. The synthetic
 corpus (700 utterances against EmoDB's 535) takes about 1.3x as long. Feature extraction is cached;
 JAX's compilation cache (``<data>/cache/jax``) is shared by the notebooks.
 
 ``full`` costs about 15x ``quick`` per epoch on this CPU (zhao2d at 128 x 251 trained at ~7.9 samples/s
-when this was measured, ~40 s an EmoDB epoch; ``sercore bench`` now gives ~44, so about 7 s), with
+when this was measured, ~40 s an EmoDB epoch; ``sercore bench`` now gives ~62, so about 5 s), with
 up to 7x the epochs, 3 seeds and the three costly models: days of CPU, hours on a GPU.
 
 Several seeds at once (:func:`sercore.training.train_many`, ``jax.vmap`` over stacked states) does
