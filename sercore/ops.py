@@ -66,7 +66,8 @@ from jax import lax
 from .errors import ConfigError
 
 __all__ = ["conv2d", "conv1d", "max_pool2d", "max_pool1d", "pool_output_size", "batch_norm_elu_pool",
-           "pool_first_sign", "conv_bn_elu_pool", "conv_max_pool", "conv_pool_applies", "batch_chunk", "elu"]
+           "pool_first_sign", "conv_bn_elu_pool", "conv_max_pool", "conv_pool_applies", "batch_chunk", "map_chunks",
+           "elu"]
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
@@ -245,6 +246,12 @@ def _split_batch(x, n):
 def _merge_batch(x):
     """(B / n, n, ...) -> (B, ...)."""
     return x.reshape(-1, *x.shape[2:])
+
+
+def map_chunks(f, x: jax.Array, n: int) -> jax.Array:
+    """``f(x)`` computed ``n`` examples at a time in a loop, for an ``f`` that treats the examples of
+    its batch (the leading axis of ``x``, a multiple of ``n``) independently; see :func:`batch_chunk`."""
+    return _merge_batch(lax.map(f, _split_batch(x, n)))
 
 
 def _winograd_conv_chunked(xs, w, pads):

@@ -255,14 +255,13 @@ class LFLBStack(nnx.Module):
         k, n = self._chunked_blocks(x.shape) if self._evaluating() else (0, 0)
         if k:
             # Evaluation on CPU: the first k blocks, whose maps are large, a few examples at a time
-            # (see sercore.ops.batch_chunk): each chunk's maps stay in cache from one block to the
-            # next. (Training cannot: BatchNorm's statistics need the whole batch.)
+            # (see sercore.ops.batch_chunk): each chunk's maps largely stay in cache from one block
+            # to the next. (Training cannot: BatchNorm's statistics need the whole batch.)
             def head(xc):
                 for block in self.blocks[:k]:
                     xc = block(xc)
                 return xc
-            x = jax.lax.map(head, x.reshape(x.shape[0] // n, n, *x.shape[1:]))
-            x = x.reshape(-1, *x.shape[2:])
+            x = ops.map_chunks(head, x, n)
         for block in self.blocks[k:]:
             x = block(x)
         return x
