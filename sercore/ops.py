@@ -254,14 +254,20 @@ def map_chunks(f, x: jax.Array, n: int) -> jax.Array:
     return _merge_batch(lax.map(f, _split_batch(x, n)))
 
 
-def _winograd_conv_chunked(xs, w, pads):
-    """:func:`_winograd_conv`'s y for x split into chunks (B / n, n, ...), one chunk at a time."""
-    u = _winograd_filter(w)
-    return _merge_batch(lax.map(lambda xc: _winograd_conv(xc, None, pads, u)[0], xs))
+def _winograd_backward(v, dy, u_flip, dx_pads):
+    """dx and dU (36, C_in, C_out) of a Winograd convolution from its transformed input tiles v.
+
+    dx is the same algorithm on the padded dy with the flipped kernel (``u_flip`` its transform);
+    that padded copy also gives dM = A dY A^T per tile position, and dU = V^T dM.
+    """
+    tiles = (-(-dy.shape[1] // 4), -(-dy.shape[2] // 4))                  # the forward pass's tile grid
+    dx, _, dyp = _winograd_conv(dy, None, dx_pads, u_flip)
+    dm = _winograd_output_transpose(dyp, (dx_pads[0][0], dx_pads[1][0]), tiles)
+    return dx, lax.dot_general(v, dm, (((1,), (1,)), ((0,), (0,))))
 
 
 def _winograd_bwd_chunked(xs, w, pads, dy):
-    """dx and dw of :func:`_winograd_conv_chunked`, one chunk at a time (tiles recomputed from x).
+    """dx and dw of the chunked forward pass, one chunk at a time (tiles recomputed from x).
 
     Where dx has dy's shape ('same' padding), the loop writes each chunk's dx over its dy, which
     is read just before: XLA reuses dy's buffer instead of zero-filling a new one.
@@ -269,14 +275,11 @@ def _winograd_bwd_chunked(xs, w, pads, dy):
     c_in, c_out = w.shape[2:]
     w_flip, dx_pads = _input_grad_kernel(w, pads)
     u_flip = _winograd_filter(w_flip)
-    dys = dy.reshape(xs.shape[0], -1, *dy.shape[1:])
-    tiles = (-(-dy.shape[1] // 4), -(-dy.shape[2] // 4))                  # the forward pass's tile grid
+    dys = _split_batch(dy, xs.shape[1])
 
     def chunk(du, xc, dyc):
-        v = _winograd_input(_winograd_pad(xc, pads)[0], tiles)
-        dxc, _, dyp = _winograd_conv(dyc, None, dx_pads, u_flip)
-        dm = _winograd_output_transpose(dyp, (dx_pads[0][0], dx_pads[1][0]), tiles)
-        return du + lax.dot_general(v, dm, (((1,), (1,)), ((0,), (0,)))), dxc
+        dxc, du_c = _winograd_backward(_winograd_input(*_winograd_pad(xc, pads)), dyc, u_flip, dx_pads)
+        return du + du_c, dxc
 
     du = jnp.zeros((36, c_in, c_out), jnp.result_type(xs.dtype, dy.dtype))
     if xs.shape == dys.shape:
@@ -305,8 +308,8 @@ def _conv2d_fwd(x, w, pads):
         n = batch_chunk(x.shape, x.dtype.itemsize)
         if n:
             # The residual is x split into its chunks (5-D): the backward pass goes chunk by chunk too.
-            xs = _split_batch(x, n)
-            return _winograd_conv_chunked(xs, w, pads), (xs, w, None)
+            u = _winograd_filter(w)
+            return map_chunks(lambda xc: _winograd_conv(xc, None, pads, u)[0], x, n), (_split_batch(x, n), w, None)
         # Keep the transformed input, not x: the filter gradient is computed from it.
         y, v, _ = _winograd_conv(x, w, pads)
         return y, (None, w, v)
@@ -332,12 +335,8 @@ def _conv2d_bwd(pads, residuals, dy):
     if v is None:
         dx = _conv(dy, w_flip, dx_pads)
         return dx.astype(x.dtype), _filter_grad(x, dy, kh, kw, pads).astype(w.dtype)
-    # Winograd: dx from the padded dy, whose copy also gives the filter gradient's tiles;
-    # dw = G^T (V^T dM) G with V kept from the forward pass and dM = A dY A^T per tile position.
-    dx, _, dyp = _winograd_conv(dy, w_flip, dx_pads)
-    tiles = (-(-dy.shape[1] // 4), -(-dy.shape[2] // 4))                  # the forward pass's tile grid
-    dm = _winograd_output_transpose(dyp, (dx_pads[0][0], dx_pads[1][0]), tiles)
-    du = lax.dot_general(v, dm, (((1,), (1,)), ((0,), (0,))))             # (36, C_in, C_out)
+    # Winograd, with V kept from the forward pass: dw = G^T (V^T dM) G.
+    dx, du = _winograd_backward(v, dy, _winograd_filter(w_flip), dx_pads)
     return dx.astype(v.dtype), _winograd_filter_grad(du, c_in, c_out).astype(w.dtype)
 
 
