@@ -52,7 +52,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Bump when a change to this module alters the numbers it computes; invalidates every cache.
-FEATURE_CODE_VERSION = "1"
+FEATURE_CODE_VERSION = "2"
 FEATURE_KINDS = ("logmel", "logmel_deltas", "raw")
 
 
@@ -228,8 +228,14 @@ def _mel_power(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
 
 def _power_to_db(S: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """``librosa.power_to_db(S, ref=cfg.ref, amin=cfg.amin, top_db=None)``."""
-    return 10.0 * np.log10(np.maximum(S, cfg.amin)) - 10.0 * np.log10(max(cfg.amin, cfg.ref))
+    """``librosa.power_to_db(S, ref=cfg.ref, amin=cfg.amin, top_db=None)``, never below its floor.
+
+    In float32, ``10 * log10(amin)`` can round to just below ``10 * log10(amin / ref)`` (-100.00001 for
+    1e-10), so the result is clipped to the floor computed in float64: digital silence is exactly it.
+    """
+    floor = 10.0 * np.log10(cfg.amin) - 10.0 * np.log10(max(cfg.amin, cfg.ref))
+    db = 10.0 * np.log10(np.maximum(S, cfg.amin)) - 10.0 * np.log10(max(cfg.amin, cfg.ref))
+    return np.maximum(db, np.asarray(floor, dtype=db.dtype))
 
 
 def _delta(x: np.ndarray, width: int, order: int) -> np.ndarray:
@@ -777,6 +783,7 @@ def _logmel_jax_fn(cfg: FeatureConfig):
     n_frames = cfg.n_frames
     idx = np.arange(n_frames)[:, None] * cfg.hop_length + np.arange(cfg.n_fft)[None, :]
     log_ref = 10.0 * np.log10(max(cfg.amin, cfg.ref))
+    floor = np.float32(10.0 * np.log10(cfg.amin) - log_ref)
 
     @jax.jit
     def fn(y):
@@ -785,7 +792,8 @@ def _logmel_jax_fn(cfg: FeatureConfig):
         spec = jnp.fft.rfft(frames, axis=-1)
         power = spec.real ** 2 + spec.imag ** 2                              # (..., n_frames, n_freq)
         mel = jnp.einsum("mf,...tf->...mt", basis, power)
-        return (10.0 * jnp.log10(jnp.maximum(cfg.amin, mel)) - log_ref)[..., None]
+        db = 10.0 * jnp.log10(jnp.maximum(cfg.amin, mel)) - log_ref
+        return jnp.maximum(db, floor)[..., None]
 
     return fn
 
