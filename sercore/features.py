@@ -46,7 +46,8 @@ from .errors import CacheError, ConfigError
 
 __all__ = [
     "FEATURE_CODE_VERSION", "FEATURE_KINDS", "FeatureConfig", "compute", "extract_features",
-    "extract_augmented", "Normalizer", "fit_normalizer", "frame_windows", "logmel_jax",
+    "extract_augmented", "Normalizer", "fit_normalizer", "speaker_normalize", "valid_steps", "frame_windows",
+    "logmel_jax",
 ]
 
 log = logging.getLogger(__name__)
@@ -679,7 +680,7 @@ class Normalizer:
         return cls(mean=np.asarray(d["mean"], np.float32), std=np.asarray(d["std"], np.float32))
 
 
-def fit_normalizer(X: np.ndarray, train_idx, *, eps: float = 1e-6) -> Normalizer:
+def fit_normalizer(X: np.ndarray, train_idx, *, eps: float = 1e-6, lengths=None) -> Normalizer:
     """Mean and standard deviation of ``X[train_idx]`` only.
 
     Parameters
@@ -690,6 +691,8 @@ def fit_normalizer(X: np.ndarray, train_idx, *, eps: float = 1e-6) -> Normalizer
         Which rows to fit on. Validation/test rows must not be among them.
     eps : float
         Floor on the standard deviation (constant bands would otherwise divide by zero).
+    lengths : array of int, shape (N,), optional
+        Valid time steps of every row (axis -2); the padding after them is left out of the statistics.
 
     Returns
     -------
@@ -708,19 +711,72 @@ def fit_normalizer(X: np.ndarray, train_idx, *, eps: float = 1e-6) -> Normalizer
         axes = (0, 1, 2)
     else:
         raise ConfigError(f"fit_normalizer expects (N, n_mels, n_frames, C) or (N, n_samples, 1), got {X.shape}")
+    T = X.shape[-2]
+    valid = None if lengths is None else np.asarray(lengths, np.int64)
+
+    def chunk(start):
+        """Rows ``start:start + 256`` in float64 and their 0/1 mask of valid time steps (broadcastable)."""
+        r = rows[start:start + 256]
+        xb = X[r].astype(np.float64)
+        if valid is None:
+            return xb, None
+        m = (np.arange(T)[None, :] < valid[r][:, None]).astype(np.float64)      # (b, T)
+        return xb, m.reshape((len(r),) + (1,) * (X.ndim - 3) + (T, 1))
+
     # Two passes over chunks of rows in float64: exact enough and no full float64 copy of X.
-    s = 0.0
+    s, count = 0.0, 0.0
+    per_step = int(np.prod([X.shape[a] for a in axes[1:]])) // T           # elements per time step
     for start in range(0, rows.size, 256):
-        s = s + X[rows[start:start + 256]].sum(axis=axes, keepdims=True, dtype=np.float64)
-    count = rows.size * int(np.prod([X.shape[a] for a in axes[1:]]))
+        xb, m = chunk(start)
+        s = s + (xb if m is None else xb * m).sum(axis=axes, keepdims=True)
+        count += xb.shape[0] * T * per_step if m is None else m.sum() * per_step
     mean = s / count
     ss = 0.0
     for start in range(0, rows.size, 256):
-        xb = X[rows[start:start + 256]].astype(np.float64)
-        ss = ss + np.square(xb - mean).sum(axis=axes, keepdims=True)
+        xb, m = chunk(start)
+        sq = np.square(xb - mean)
+        ss = ss + (sq if m is None else sq * m).sum(axis=axes, keepdims=True)
     std = np.sqrt(ss / count)
     std = np.maximum(std, eps)
     return Normalizer(mean=mean[0].astype(np.float32), std=std[0].astype(np.float32))
+
+
+def speaker_normalize(X: np.ndarray, speakers, *, lengths=None, eps: float = 1e-6) -> np.ndarray:
+    """Each row standardised with its own speaker's statistics (:func:`fit_normalizer` over that
+    speaker's rows).
+
+    This is per-speaker normalisation, a protocol variant and not a leak-free default: a test
+    speaker is normalised with statistics of *its own* (unlabelled) test utterances, which a deployed
+    system only has after hearing the speaker for a while. Studies label it ``<protocol>+speaker-norm``.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (N, ...)
+    speakers : array of str, shape (N,)
+    lengths : array of int, optional
+        Valid time steps per row, as for :func:`fit_normalizer`.
+
+    Returns
+    -------
+    np.ndarray, float32, shape of ``X``
+    """
+    speakers = np.asarray(speakers).astype(str)
+    out = np.empty(X.shape, np.float32)
+    for spk in np.unique(speakers):
+        rows = np.flatnonzero(speakers == spk)
+        norm = fit_normalizer(X, rows, eps=eps, lengths=lengths)
+        out[rows] = norm.apply(np.asarray(X[rows], np.float32))
+    return out
+
+
+def valid_steps(durations, cfg: FeatureConfig) -> np.ndarray:
+    """Time steps (axis -2 of :func:`compute`'s output) that hold an utterance of ``durations`` seconds
+    when it is padded to ``cfg.duration``: frames for spectrograms, samples for waveforms; at least 1."""
+    d = np.minimum(np.nan_to_num(np.asarray(durations, np.float64), nan=cfg.duration), cfg.duration)
+    samples = np.maximum(np.round(d * cfg.sr).astype(np.int64), 1)
+    if cfg.kind == "raw":
+        return np.minimum(samples, cfg.n_samples)
+    return np.minimum(1 + samples // cfg.hop_length, cfg.n_frames)
 
 
 def _array_module(x):

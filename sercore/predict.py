@@ -56,7 +56,8 @@ class SavedModel:
 
 
 def save_model(directory: str | os.PathLike, model, feature_cfg, labels, normalizer, model_name: str,
-               model_kwargs: dict | None = None, extra: dict | None = None) -> Path:
+               model_kwargs: dict | None = None, extra: dict | None = None,
+               input_shape: tuple[int, ...] | None = None) -> Path:
     """Write a model folder (``model.json`` + ``weights.npz``) that :func:`load_model` can rebuild.
 
     Parameters
@@ -76,7 +77,11 @@ def save_model(directory: str | os.PathLike, model, feature_cfg, labels, normali
     model_kwargs : dict, optional
         Extra constructor arguments given to ``create``.
     extra : dict, optional
-        Provenance (corpus, protocol, fold, seed, scores ...), stored under ``"provenance"``.
+        Provenance (corpus, protocol, fold, seed, scores ...), stored under ``"provenance"``. A model
+        trained on crops records ``crop_frames`` and ``window_step`` there, and is then applied to
+        whole recordings over windows (:func:`predict_file`).
+    input_shape : tuple of int, optional
+        The model's input shape when it is not ``feature_cfg.shape`` (a crop of it).
     """
     from flax import nnx
 
@@ -90,7 +95,7 @@ def save_model(directory: str | os.PathLike, model, feature_cfg, labels, normali
         "format": 1,
         "model_name": model_name,
         "model_kwargs": dict(model_kwargs or {}),
-        "input_shape": list(feature_cfg.shape),
+        "input_shape": list(input_shape or feature_cfg.shape),
         "num_classes": len(labels),
         "labels": list(labels),
         "feature_config": feature_cfg.to_dict(),
@@ -174,8 +179,33 @@ def _probs(saved: SavedModel, X: np.ndarray) -> np.ndarray:
     return predict_proba(saved.model, saved.normalizer.apply(X.astype(np.float32)), batch_size=16)
 
 
+def _scoring(saved: SavedModel) -> tuple[int, int]:
+    """``(crop_frames, window_step)`` of a model trained on crops, else ``(0, 0)``."""
+    prov = saved.meta.get("provenance", {})
+    return int(prov.get("crop_frames") or 0), int(prov.get("window_step") or 0)
+
+
+def _whole_file_probs(saved: SavedModel, y: np.ndarray) -> np.ndarray:
+    """Probabilities of one waveform: the mean logits of crop-length windows covering all of it for a
+    model trained on crops, else the model's fixed-length clip (the first ``duration`` seconds)."""
+    from .features import compute, valid_steps
+    from .training import predict_proba
+
+    cfg = saved.feature_cfg
+    crop, step = _scoring(saved)
+    if not crop:
+        return _probs(saved, compute(y, cfg)[None])[0]
+    seconds = len(y) / cfg.sr
+    window_s = (crop if cfg.kind == "raw" else (crop - 1) * cfg.hop_length) / cfg.sr
+    whole = cfg.replace(duration=float(max(seconds, window_s, 1.0 / cfg.sr)))
+    X = saved.normalizer.apply(compute(y, whole)[None].astype(np.float32))
+    return predict_proba(saved.model, X, batch_size=16, lengths=valid_steps([seconds], whole),
+                         crop_frames=crop, window_step=step)[0]
+
+
 def predict_file(path: str | os.PathLike, saved: SavedModel) -> dict[str, Any]:
-    """Classify one recording (its first ``feature_cfg.duration`` seconds, as in training).
+    """Classify one recording: all of it for a model trained on crops (windows averaged, as its test
+    utterances were scored), else its first ``feature_cfg.duration`` seconds, as in training.
 
     Returns
     -------
@@ -195,7 +225,7 @@ def predict_file(path: str | os.PathLike, saved: SavedModel) -> dict[str, Any]:
     cfg = saved.feature_cfg
     y = load_audio(path, sr=cfg.sr)
     rate = _file_rate(path)
-    probs = _probs(saved, compute(y, cfg)[None])[0]
+    probs = _whole_file_probs(saved, y)
     return {"path": str(path), "label": saved.labels[int(probs.argmax())],
             "probabilities": {lab: float(p) for lab, p in zip(saved.labels, probs)},
             "duration": float(len(y) / cfg.sr), "resampled_from": rate if rate and rate != cfg.sr else None}
@@ -221,8 +251,12 @@ def predict_timeline(path: str | os.PathLike, saved: SavedModel, window_s: float
     from .features import compute
 
     cfg = saved.feature_cfg
-    window_s = float(window_s or cfg.duration)
+    crop, step = _scoring(saved)
+    crop_s = (crop if cfg.kind == "raw" else (crop - 1) * cfg.hop_length) / cfg.sr if crop else None
+    window_s = float(window_s or crop_s or cfg.duration)
     hop_s = float(hop_s or window_s / 2)
+    if crop_s and window_s < crop_s:
+        raise ConfigError(f"window {window_s} s is shorter than the {crop_s:.2f} s the model was trained on")
     if window_s <= 0 or hop_s <= 0:
         raise ConfigError(f"window ({window_s} s) and hop ({hop_s} s) must be > 0 seconds")
     y = load_audio(path, sr=cfg.sr)
@@ -230,8 +264,18 @@ def predict_timeline(path: str | os.PathLike, saved: SavedModel, window_s: float
     starts = list(range(0, max(len(y) - win, 0) + 1, hop))
     if starts[-1] + win < len(y):  # cover the tail
         starts.append(len(y) - win)
-    X = np.stack([compute(y[s:s + win], cfg) for s in starts])
-    probs = _probs(saved, X)
+    if crop:
+        from .features import valid_steps
+        from .training import predict_proba
+
+        wcfg = cfg.replace(duration=window_s)
+        X = saved.normalizer.apply(np.stack([compute(y[s:s + win], wcfg) for s in starts]).astype(np.float32))
+        seconds = [min(win, len(y) - s) / cfg.sr for s in starts]
+        probs = predict_proba(saved.model, X, batch_size=16, lengths=valid_steps(seconds, wcfg),
+                              crop_frames=crop, window_step=step)
+    else:
+        X = np.stack([compute(y[s:s + win], cfg) for s in starts])
+        probs = _probs(saved, X)
     table = pd.DataFrame({"start": np.array(starts) / cfg.sr,
                           "end": np.minimum(np.array(starts) + win, len(y)) / cfg.sr,
                           "label": [saved.labels[i] for i in probs.argmax(1)]})

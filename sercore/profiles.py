@@ -101,6 +101,10 @@ class Profile:
         ``model_kwargs``. Profiles with a coarser hop use it to keep the windowed models' windows at the
         duration the papers meant (see :func:`windows_at_hop`).
     description : str
+    segments : dict or None
+        Train on random crops and score whole utterances over windows (:func:`sercore.study.segment_settings`):
+        ``{"crop_s": seconds, "step_s": scoring hop in seconds, "max_s": longest stored utterance}``;
+        None = one fixed-length input per utterance (``features["duration"]``, cropped at its start).
     """
 
     name: str
@@ -113,6 +117,7 @@ class Profile:
     models: tuple[str, ...] | None = None
     model_kwargs: dict = field(default_factory=dict)
     description: str = ""
+    segments: dict | None = None
 
     def replace(self, **kw) -> "Profile":
         return dataclasses.replace(self, **kw)

@@ -48,6 +48,9 @@ from .errors import ConfigError
 from .profiles import Profile, get_profile
 
 LEAKY_SUFFIX = "+leaky-augmentation"
+#: Protocol suffix of runs whose features are standardised per speaker (the test speakers' own
+#: unlabelled statistics at test time; see :func:`sercore.features.speaker_normalize`).
+SPEAKER_NORM_SUFFIX = "+speaker-norm"
 
 RESULT_COLUMNS = [
     "corpus", "model", "protocol", "protocol_label", "fold", "seed", "test_speakers", "val_speakers",
@@ -191,6 +194,56 @@ def feature_config_for(model: str, profile: Profile, features: dict | None = Non
     return FeatureConfig(**{**own, **prof, **(features or {})})
 
 
+def _durations(df: pd.DataFrame) -> np.ndarray:
+    """Seconds of audio per row: the corpus table's ``duration`` column, else read from the files' headers."""
+    if "duration" in df.columns and df["duration"].notna().all():
+        return df["duration"].to_numpy(np.float64)
+    import soundfile as sf
+
+    from .errors import AudioError
+
+    out = []
+    for path in df["path"].astype(str):
+        try:
+            info = sf.info(path)
+        except Exception as exc:  # noqa: BLE001 - any unreadable header
+            raise AudioError(f"{path}: cannot read the audio header ({exc}); replace or remove the file") from exc
+        out.append(info.frames / info.samplerate)
+    return np.asarray(out, np.float64)
+
+
+def segment_settings(cfg_feat, segments: Mapping, durations) -> tuple[Any, int, int]:
+    """Feature config holding utterances whole, and the crop and window hop in time steps.
+
+    Parameters
+    ----------
+    cfg_feat : FeatureConfig
+        The model's features (its ``duration`` is replaced).
+    segments : mapping
+        ``crop_s`` (training crop and scoring window, seconds), ``step_s`` (hop between scoring
+        windows), ``max_s`` (longest stored utterance; longer ones keep their first ``max_s`` seconds).
+    durations : array of float
+        The corpus's utterance durations (seconds).
+
+    Returns
+    -------
+    (FeatureConfig, crop, step)
+        ``duration`` = the longest utterance rounded up to 0.25 s (at most ``max_s``, at least
+        ``crop_s``); ``crop`` and ``step`` in frames (spectrograms) or samples (waveforms).
+    """
+    crop_s, step_s = float(segments["crop_s"]), float(segments.get("step_s", segments["crop_s"] / 2))
+    if not (crop_s > 0 and step_s > 0):
+        raise ConfigError(f"segments need crop_s > 0 and step_s > 0, got {dict(segments)}")
+    longest = float(np.nanmax(np.asarray(durations, np.float64))) if len(durations) else crop_s
+    duration = min(max(np.ceil(longest * 4) / 4, crop_s), float(segments.get("max_s", 12.0)))
+    cfg = cfg_feat.replace(duration=float(max(duration, crop_s)))
+    if cfg.kind == "raw":
+        crop, step = int(round(crop_s * cfg.sr)), int(round(step_s * cfg.sr))
+    else:
+        crop, step = 1 + int(round(crop_s * cfg.sr / cfg.hop_length)), max(1, int(round(step_s * cfg.sr / cfg.hop_length)))
+    return cfg, min(crop, cfg.shape[-2]), step
+
+
 def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = "speaker_kfold",
               profile: str | Profile = "quick", *, name: str | None = None, df: pd.DataFrame | None = None,
               root: str | Path | None = None, folds: Sequence[int] | int | None = None,
@@ -198,7 +251,7 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
               train: dict | None = None, model_kwargs: dict | None = None, augment: dict | None = None,
               augment_before_split: bool = False, results_root: str | Path | None = None,
               progress: bool | None = None, on_epoch: Callable[[dict], None] | None = None,
-              split_seed: int = 0) -> Study:
+              split_seed: int = 0, speaker_norm: bool = False) -> Study:
     """Train and test ``model`` on every selected fold and seed of ``protocol``; resumable.
 
     Parameters
@@ -235,6 +288,15 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
         Passed to :func:`sercore.training.fit` (tests interrupt runs with it).
     split_seed : int
         Seed of the protocol's speaker/utterance shuffling (fixed across model seeds).
+    speaker_norm : bool
+        Standardise every utterance with its own speaker's statistics instead of the training rows'
+        (:func:`sercore.features.speaker_normalize`): a test speaker is then normalised with its own
+        unlabelled test features. Its results are a protocol variant, ``<protocol>+speaker-norm``.
+
+    Segments. Under a profile with ``segments`` (``standard``), features hold each utterance whole
+    (padded to the corpus's longest, :func:`segment_settings`), training draws a random crop of
+    ``crop_s`` seconds of each utterance every epoch, and validation and test utterances are scored by
+    the mean logits of windows covering all of them (:func:`sercore.training.window_starts`).
 
     Returns
     -------
@@ -243,7 +305,7 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
     """
     from . import __version__, git_commit
     from .corpora import load_corpus
-    from .features import extract_augmented, extract_features, fit_normalizer
+    from .features import extract_augmented, extract_features, fit_normalizer, speaker_normalize, valid_steps
     from .models import create
     from .predict import save_model
     from .protocols import make_splits, protocol_label
@@ -267,6 +329,13 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
     # the profile's per-model settings (e.g. window lengths that keep their duration at a coarser hop)
     model_kwargs = {**prof.model_kwargs.get(model, {}), **(model_kwargs or {})}
     tcfg = TrainConfig.from_dict({**prof.train})
+    input_shape = cfg_feat.shape
+    lengths = None
+    if prof.segments:
+        cfg_feat, crop, step = segment_settings(cfg_feat, prof.segments, _durations(df))
+        tcfg = tcfg.replace(crop_frames=crop, window_step=step)
+        input_shape = cfg_feat.shape[:-2] + (crop, cfg_feat.shape[-1])
+        lengths = valid_steps(_durations(df), cfg_feat)
     X = extract_features(df, cfg_feat, progress=show)
     run_protocol = protocol
     aug = prof.augment
@@ -283,8 +352,12 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
                            ignore_index=True)
         df = pd.concat([df, df_aug], ignore_index=True)
         X = np.concatenate([X, X_aug])
+        if lengths is not None:
+            lengths = np.concatenate([lengths, np.tile(lengths, copies)])
         run_protocol = protocol + LEAKY_SUFFIX
         aug = None  # already in the pool
+    if speaker_norm:
+        run_protocol += SPEAKER_NORM_SUFFIX
     y = df["emotion"].astype(str).map({lab: i for i, lab in enumerate(labels)}).to_numpy(np.int32)
     splits = make_splits(df, protocol, k=k, seed=split_seed)
     folds = _select_folds(folds, prof, len(splits), f"{protocol} on {corpus}")
@@ -292,7 +365,8 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
     sdir = study_dir(corpus, name, results_root)
     config_core = {"features": cfg_feat.to_dict(), "train": tcfg.to_dict(), "model_kwargs": model_kwargs or {},
                    "augment": aug, "k": k, "split_seed": split_seed, "labels": labels,
-                   "n_utterances": len(df), "leaky": bool(augment_before_split)}
+                   "n_utterances": len(df), "leaky": bool(augment_before_split),
+                   "segments": prof.segments, "speaker_norm": bool(speaker_norm), "input_shape": list(input_shape)}
     config_hash = _hash(config_core)
     total = len(folds) * len(seeds)
     done = 0
@@ -312,8 +386,10 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
             atomic_write_json(rdir / "config.json", config)
 
             # normalisation statistics and augmentation: training rows only, after the split
-            normalizer = fit_normalizer(X, split.train)
+            normalizer = fit_normalizer(X, split.train, lengths=lengths)
             X_train, y_train = X[split.train], y[split.train]
+            len_train = None if lengths is None else lengths[split.train]
+            spk_train = df["speaker"].to_numpy()[split.train]
             if aug:
                 copies = int(aug.get("copies", 1))
                 X_noisy = extract_augmented(df.iloc[split.train], cfg_feat,
@@ -321,18 +397,30 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
                                             seed=seed, progress=show)
                 X_train = np.concatenate([X_train, X_noisy])
                 y_train = np.concatenate([y_train, np.tile(y_train, copies)])
-            X_train = normalizer.apply(X_train)
-            X_val = normalizer.apply(X[split.val])
+                spk_train = np.concatenate([spk_train, np.tile(spk_train, copies)])
+                if len_train is not None:
+                    len_train = np.concatenate([len_train, np.tile(len_train, copies)])
+            part = (lambda rows: None if lengths is None else lengths[rows])
+            if speaker_norm:   # each speaker's own statistics, test speakers' included (a labelled variant)
+                X_train = speaker_normalize(X_train, spk_train, lengths=len_train)
+                X_all = speaker_normalize(X, df["speaker"].to_numpy(), lengths=lengths)
+                X_val, X_test = X_all[split.val], X_all[split.test]
+            else:
+                X_train = normalizer.apply(X_train)
+                X_val, X_test = normalizer.apply(X[split.val]), None
 
-            net = create(model, num_classes=len(labels), input_shape=cfg_feat.shape, seed=seed,
+            net = create(model, num_classes=len(labels), input_shape=input_shape, seed=seed,
                          **(model_kwargs or {}))
             t0 = time.perf_counter()
             result = fit(net, (X_train, y_train), (X_val, y[split.val]), tcfg.replace(seed=seed),
                          num_classes=len(labels), checkpoint=rdir / "checkpoint.npz",
                          checkpoint_meta={"run_id": run_id}, on_epoch=on_epoch, progress=show,
-                         desc=f"{model} f{fold} s{seed}")
+                         desc=f"{model} f{fold} s{seed}", train_lengths=len_train, val_lengths=part(split.val))
             # the test fold: used once, after the best validation state has been restored
-            test = evaluate(net, normalizer.apply(X[split.test]), y[split.test], batch_size=tcfg.eval_batch_size)
+            if X_test is None:
+                X_test = normalizer.apply(X[split.test])
+            test = evaluate(net, X_test, y[split.test], batch_size=tcfg.eval_batch_size,
+                            lengths=part(split.test), crop_frames=tcfg.crop_frames, window_step=tcfg.window_step)
 
             rows = df.iloc[split.test]
             pred = pd.DataFrame({
@@ -359,8 +447,11 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
                 "history": result.history, "confusion": test["confusion"].tolist(), "resumed": resumed,
             }
             save_model(rdir / "model", net, cfg_feat, labels, normalizer, model, model_kwargs,
-                       extra={k_: res[k_] for k_ in ("corpus", "protocol", "fold", "seed", "uar", "wa", "val_uar",
-                                                     "test_speakers", "run_id")})
+                       extra={**{k_: res[k_] for k_ in ("corpus", "protocol", "fold", "seed", "uar", "wa", "val_uar",
+                                                        "test_speakers", "run_id")},
+                              "crop_frames": tcfg.crop_frames, "window_step": tcfg.window_step,
+                              "speaker_norm": bool(speaker_norm)},
+                       input_shape=input_shape)
             atomic_write_json(rdir / "result.json", res)  # last: marks the run finished
             # the finished run lives on in result.json and model/; its checkpoint (optimiser state and
             # two copies of the weights, ~4x the model) would only fill the disk

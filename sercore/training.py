@@ -61,6 +61,9 @@ class TrainConfig:
         Decoupled weight decay (``adamw``) or L2 added to gradients (``adam``/``sgd``).
     lr_schedule : {"constant", "cosine"}
         ``cosine`` anneals to 0 over ``epochs`` (on top of ``decay``).
+    warmup_epochs : float
+        Linear warm-up from 0 to ``learning_rate`` over this many epochs before the schedule starts
+        (0 = off). With ``cosine`` the annealing then runs over the remaining ``epochs``.
     clip_norm : float
         Global gradient-norm clipping (0 = off).
     patience : int
@@ -80,8 +83,25 @@ class TrainConfig:
         near-chance validation scores for several epochs and early stopping picks noise. 0.9 fixes that.
     eval_batch_size : int
     seed : int
-        Seeds the data order (numpy, per epoch); the model's own init/dropout seed is set when it is
-        created.
+        Seeds the data order (numpy, per epoch), crops, masks and mixup; the model's own init/dropout
+        seed is set when it is created.
+    crop_frames : int
+        Train on a random crop of this many time steps (frames of a spectrogram, samples of a
+        waveform: axis -2 of an example) of each utterance, drawn anew every epoch inside the
+        utterance's valid part (its ``lengths``), and score an utterance by averaging the logits of
+        windows of this length that cover all of it (:func:`window_starts`). 0 = off: every example is
+        the fixed-length input as extracted.
+    window_step : int
+        Hop between the scoring windows' starts (0 = ``crop_frames // 2``).
+    freq_masks, freq_mask_width : int
+        SpecAugment frequency masks: this many bands of up to ``freq_mask_width`` mel bins per
+        training example are set to 0 (the training mean after normalisation). Spectrograms only.
+    time_masks, time_mask_width : int
+        SpecAugment time masks: this many runs of up to ``time_mask_width`` time steps per example.
+    mixup_alpha : float
+        mixup (Zhang et al. 2018): each batch is mixed with a permutation of itself with a weight
+        drawn from Beta(alpha, alpha), and so is the loss (0 = off). The epoch's training accuracy is
+        then measured against each row's own label.
     """
 
     epochs: int = 30
@@ -100,6 +120,14 @@ class TrainConfig:
     bn_momentum: float | None = None
     eval_batch_size: int = 64
     seed: int = 0
+    warmup_epochs: float = 0.0
+    crop_frames: int = 0
+    window_step: int = 0
+    freq_masks: int = 0
+    freq_mask_width: int = 0
+    time_masks: int = 0
+    time_mask_width: int = 0
+    mixup_alpha: float = 0.0
 
     def __post_init__(self):
         if self.optimizer not in ("adam", "adamw", "sgd"):
@@ -110,6 +138,25 @@ class TrainConfig:
             raise ConfigError(f"lr_schedule {self.lr_schedule!r} unknown; use 'constant' or 'cosine'")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be >= 1")
+        for name in ("crop_frames", "window_step", "freq_masks", "freq_mask_width", "time_masks",
+                     "time_mask_width"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r} must be >= 0")
+        if self.warmup_epochs < 0 or self.mixup_alpha < 0:
+            raise ConfigError("warmup_epochs and mixup_alpha must be >= 0")
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs:
+            raise ConfigError(f"warmup_epochs={self.warmup_epochs} must be below epochs={self.epochs}")
+
+    @property
+    def scoring_step(self) -> int:
+        """Hop between scoring windows (``window_step``, or half a crop)."""
+        return int(self.window_step or max(1, self.crop_frames // 2))
+
+    @property
+    def augment_key(self) -> tuple:
+        """The settings the jitted training step depends on besides the optimiser (static)."""
+        return (int(self.crop_frames), int(self.freq_masks), int(self.freq_mask_width), int(self.time_masks),
+                int(self.time_mask_width), float(self.mixup_alpha))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -168,16 +215,12 @@ class FitResult:
 
 @functools.lru_cache(maxsize=32)
 def make_optimizer(optimizer: str, learning_rate: float, momentum: float, decay: float, weight_decay: float,
-                   lr_schedule: str, clip_norm: float, total_steps: int):
+                   lr_schedule: str, clip_norm: float, total_steps: int, warmup_steps: int = 0):
     """The optax transformation for a :class:`TrainConfig` (cached, so repeated runs share jit caches)."""
     import optax
 
-    def schedule(step):
-        lr = learning_rate / (1.0 + decay * step)
-        if lr_schedule == "cosine":
-            frac = optax.cosine_decay_schedule(1.0, max(total_steps, 1))(step)
-            lr = lr * frac
-        return lr
+    schedule = functools.partial(learning_rate_at, learning_rate=learning_rate, decay=decay,
+                                 lr_schedule=lr_schedule, total_steps=total_steps, warmup_steps=warmup_steps)
 
     parts = []
     if clip_norm:
@@ -195,10 +238,36 @@ def make_optimizer(optimizer: str, learning_rate: float, momentum: float, decay:
     return optax.chain(*parts)
 
 
+def learning_rate_at(step, *, learning_rate: float, decay: float = 0.0, lr_schedule: str = "constant",
+                     total_steps: int = 0, warmup_steps: int = 0):
+    """Learning rate at optimiser step ``step`` (jnp or numpy scalar): linear warm-up over
+    ``warmup_steps``, then constant or cosine to 0 at ``total_steps``, times Keras' ``1 / (1 + decay *
+    step)``."""
+    xp = np if isinstance(step, (int, float, np.number, np.ndarray)) else _import_jax()[1]
+    step = xp.asarray(step, dtype=xp.float32)
+    lr = learning_rate / (1.0 + decay * step)
+    if warmup_steps:
+        lr = lr * xp.minimum(1.0, (step + 1.0) / warmup_steps)
+    if lr_schedule == "cosine":
+        span = max(total_steps - warmup_steps, 1)
+        frac = xp.clip((step - warmup_steps) / span, 0.0, 1.0)
+        lr = lr * 0.5 * (1.0 + xp.cos(np.pi * frac))
+    return lr
+
+
 def _tx_for(cfg: TrainConfig, steps_per_epoch: int):
     return make_optimizer(cfg.optimizer, float(cfg.learning_rate), float(cfg.momentum), float(cfg.decay),
                           float(cfg.weight_decay), cfg.lr_schedule, float(cfg.clip_norm),
-                          int(cfg.epochs * steps_per_epoch) if cfg.lr_schedule == "cosine" else 0)
+                          int(cfg.epochs * steps_per_epoch) if cfg.lr_schedule == "cosine" else 0,
+                          int(round(cfg.warmup_epochs * steps_per_epoch)))
+
+
+def _lr_for(cfg: TrainConfig, steps_per_epoch: int, step: int) -> float:
+    """The learning rate :func:`_tx_for`'s optimiser uses at ``step`` (for the history)."""
+    return float(learning_rate_at(step, learning_rate=float(cfg.learning_rate), decay=float(cfg.decay),
+                                  lr_schedule=cfg.lr_schedule,
+                                  total_steps=int(cfg.epochs * steps_per_epoch) if cfg.lr_schedule == "cosine" else 0,
+                                  warmup_steps=int(round(cfg.warmup_epochs * steps_per_epoch))))
 
 
 def _import_jax():
@@ -210,16 +279,83 @@ def _import_jax():
     return jax, jnp, optax, nnx
 
 
-def _train_step_impl(graphdef, tx, params, rest, opt_state, acc, X, Y, idx, weight):
-    """One optimisation step on rows ``idx`` of the device-resident training arrays (pure function)."""
+def augment_batch(x, key, starts, *, crop_frames: int = 0, freq_masks: int = 0, freq_mask_width: int = 0,
+                  time_masks: int = 0, time_mask_width: int = 0):
+    """Training-time input transforms of one batch, inside jit: crop, then SpecAugment masks.
+
+    Parameters
+    ----------
+    x : jax.Array, shape (B, n_mels, T, C) or (B, T, 1)
+        Normalised examples; time is axis -2.
+    key : jax random key
+        The batch's key (masks).
+    starts : int array (B,)
+        First time step of each crop (drawn on the host inside each utterance's valid part).
+    crop_frames : int
+        Crop length (0 = no crop).
+
+    Returns
+    -------
+    jax.Array
+        ``(B, n_mels, crop_frames, C)`` (or ``(B, crop_frames, 1)``); masked values are 0, the training
+        mean after normalisation.
+    """
+    jax, jnp, _, _ = _import_jax()
+    if crop_frames:
+        x = jax.vmap(lambda xi, si: jax.lax.dynamic_slice_in_dim(xi, si, crop_frames, axis=xi.ndim - 2))(x, starts)
+    if not (freq_masks or time_masks):
+        return x
+    B, T = x.shape[0], x.shape[-2]
+    keep = jnp.ones(x.shape[:-1], x.dtype)                       # (B, [n_mels,] T)
+
+    def mask_along(keep, key, n_masks, width, size, axis):
+        kw, ks = jax.random.split(key)
+        w = jax.random.randint(kw, (B, n_masks), 0, width + 1)
+        s0 = jax.random.randint(ks, (B, n_masks), 0, size) % jnp.maximum(size - w + 1, 1)
+        pos = jnp.arange(size)
+        hit = ((pos[None, None] >= s0[..., None]) & (pos[None, None] < (s0 + w)[..., None])).any(1)  # (B, size)
+        shape = [B] + [1] * (keep.ndim - 1)
+        shape[axis] = size
+        return keep * (1.0 - hit.reshape(shape).astype(keep.dtype))
+
+    kf, kt = jax.random.split(key)
+    if freq_masks and freq_mask_width and x.ndim == 4:
+        keep = mask_along(keep, kf, freq_masks, freq_mask_width, x.shape[1], 1)
+    if time_masks and time_mask_width:
+        keep = mask_along(keep, kt, time_masks, time_mask_width, T, keep.ndim - 1)
+    return x * keep[..., None]
+
+
+def _train_step_impl(graphdef, tx, aug, params, rest, opt_state, acc, X, Y, idx, weight, starts, key):
+    """One optimisation step on rows ``idx`` of the device-resident training arrays (pure function).
+
+    ``aug`` is :attr:`TrainConfig.augment_key` (static): crop, SpecAugment masks and mixup, drawn
+    from ``key`` (the run's seed folded with the step number) and the host's crop ``starts``.
+    """
     jax, jnp, optax, nnx = _import_jax()
+    crop, n_fm, fm_w, n_tm, tm_w, alpha = aug
     x, y = X[idx], Y[idx]
+    k_mask, k_mix, k_perm = jax.random.split(key, 3)
+    x = augment_batch(x, k_mask, starts, crop_frames=crop, freq_masks=n_fm, freq_mask_width=fm_w,
+                      time_masks=n_tm, time_mask_width=tm_w)
+    if alpha:
+        lam = jax.random.beta(k_mix, alpha, alpha)
+        perm = jax.random.permutation(k_perm, x.shape[0])
+        x = lam * x + (1.0 - lam) * x[perm]
+        y_b, w_b = y[perm], weight[perm]
+    else:
+        lam, y_b, w_b = 1.0, y, weight
 
     def loss_fn(params, rest):
         model = nnx.merge(graphdef, params, rest, copy=True)
         logits = model(x)
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-        loss = jnp.sum(ce * weight) / jnp.maximum(jnp.sum(weight), 1e-6)
+        if alpha:
+            ce_b = optax.softmax_cross_entropy_with_integer_labels(logits, y_b)
+            mixed = lam * ce * weight + (1.0 - lam) * ce_b * w_b
+            loss = jnp.sum(mixed) / jnp.maximum(jnp.sum(lam * weight + (1.0 - lam) * w_b), 1e-6)
+        else:
+            loss = jnp.sum(ce * weight) / jnp.maximum(jnp.sum(weight), 1e-6)
         return loss, (logits, ce, nnx.split(model, nnx.Param, ...)[2])
 
     (loss, (logits, ce, new_rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
@@ -230,6 +366,16 @@ def _train_step_impl(graphdef, tx, params, rest, opt_state, acc, X, Y, idx, weig
            "n": acc["n"] + jnp.sum(real),
            "correct": acc["correct"] + jnp.sum((jnp.argmax(logits, -1) == y) * real)}
     return params, new_rest, opt_state, acc
+
+
+def _window_logits_impl(graphdef, crop, params, rest, X, rows, starts):
+    """Logits of windows ``X[rows][..., starts:starts + crop, :]`` (``crop`` = 0: whole examples)."""
+    jax, jnp, _, nnx = _import_jax()
+    model = nnx.merge(graphdef, params, rest, copy=True)
+    x = X[rows]
+    if crop:
+        x = jax.vmap(lambda xi, si: jax.lax.dynamic_slice_in_dim(xi, si, crop, axis=xi.ndim - 2))(x, starts)
+    return model(x)
 
 
 def _eval_step_impl(graphdef, params, rest, acc, X, Y, idx, mask):
@@ -249,7 +395,7 @@ def _eval_step_impl(graphdef, params, rest, acc, X, Y, idx, mask):
 _COMPILED: list[tuple] = []
 
 
-def _compiled(kind: str, graphdef, tx=None):
+def _compiled(kind: str, graphdef, tx=None, aug=None):
     """The jitted train (``kind="train"``) or eval step bound to one graphdef (and optimiser).
 
     Cached by *equality* of the graphdef, not by hash: some models keep dicts as static attributes,
@@ -257,14 +403,16 @@ def _compiled(kind: str, graphdef, tx=None):
     models of different seeds should share one compiled step.
     """
     jax = _import_jax()[0]
-    for k, g, t, fn in _COMPILED:
-        if k == kind and t is tx and g == graphdef:
+    for k, g, t, a, fn in _COMPILED:
+        if k == kind and t is tx and a == aug and g == graphdef:
             return fn
     if kind == "train":
-        fn = jax.jit(functools.partial(_train_step_impl, graphdef, tx), donate_argnums=(2, 3))  # opt_state, acc (params may be the kept best state)
+        fn = jax.jit(functools.partial(_train_step_impl, graphdef, tx, aug), donate_argnums=(2, 3))  # opt_state, acc (params may be the kept best state)
+    elif kind == "logits":
+        fn = jax.jit(functools.partial(_window_logits_impl, graphdef, aug))
     else:
         fn = jax.jit(functools.partial(_eval_step_impl, graphdef))
-    _COMPILED.append((kind, graphdef, tx, fn))
+    _COMPILED.append((kind, graphdef, tx, aug, fn))
     del _COMPILED[:-16]
     return fn
 
@@ -315,19 +463,104 @@ def split_model(model):
     return graphdef_train, graphdef_eval, params, rest
 
 
-def _run_eval(graphdef_eval, params, rest, X, Y, batch_size, num_classes, n_rows):
-    """Loss, confusion matrix and probabilities over the first ``n_rows`` rows of device arrays ``X``, ``Y``."""
+def window_starts(lengths, crop_frames: int, step: int, n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Windows that cover every utterance whole: ``(rows, starts)``, one entry per window.
+
+    Parameters
+    ----------
+    lengths : array of int, shape (n,)
+        Valid time steps of each utterance (frames or samples; the rest of its row is padding).
+    crop_frames : int
+        Window length; 0 = one window per utterance, the whole example.
+    step : int
+        Hop between window starts.
+    n_frames : int, optional
+        Length of the stored rows (starts are kept inside it); default ``max(lengths)``.
+
+    Returns
+    -------
+    rows, starts : np.ndarray of int32
+        Row ``rows[j]`` is scored on ``starts[j] : starts[j] + crop_frames``. An utterance no longer than
+        a window gets one window at 0; a longer one gets windows every ``step`` and a last one that ends
+        at its end, so no frame is left out.
+
+    >>> window_starts([10, 3], crop_frames=4, step=4)
+    (array([0, 0, 0, 1], dtype=int32), array([0, 4, 6, 0], dtype=int32))
+    """
+    lengths = np.asarray(lengths, np.int64)
+    if crop_frames <= 0:
+        n = len(lengths)
+        return np.arange(n, dtype=np.int32), np.zeros(n, np.int32)
+    if step < 1:
+        raise ConfigError(f"window step {step} must be >= 1")
+    limit = int(n_frames if n_frames is not None else lengths.max(initial=crop_frames))
+    rows, starts = [], []
+    for i, length in enumerate(lengths):
+        last = max(int(length) - crop_frames, 0)
+        s = list(range(0, last + 1, step))
+        if s[-1] != last:
+            s.append(last)
+        s = sorted({min(v, max(limit - crop_frames, 0)) for v in s})
+        rows += [i] * len(s)
+        starts += s
+    return np.asarray(rows, np.int32), np.asarray(starts, np.int32)
+
+
+def random_crop_starts(rng: np.random.Generator, lengths: np.ndarray, crop_frames: int, n_frames: int) -> np.ndarray:
+    """A random crop start per row, uniform over the positions that keep the crop inside the valid part
+    (0 for utterances no longer than the crop), and inside the stored row."""
+    lengths = np.asarray(lengths, np.int64)
+    high = np.clip(np.minimum(lengths, n_frames) - crop_frames, 0, None)
+    return np.minimum(rng.integers(0, high + 1), max(n_frames - crop_frames, 0)).astype(np.int32)
+
+
+def _utterance_logits(graphdef_eval, params, rest, X, lengths, crop: int, step: int, batch_size: int) -> np.ndarray:
+    """Logits ``(n, K)`` of each of the ``len(lengths)`` first rows of device array ``X``: the mean of its
+    windows' logits (:func:`window_starts`), or the whole example's when ``crop`` is 0. Window logits stay
+    on the device until the end (one transfer)."""
     jax, jnp, _, _ = _import_jax()
-    eval_step = _compiled("eval", graphdef_eval)
-    n = int(n_rows)
-    idx, mask = _batches(n, batch_size)
-    acc = {"loss_sum": jnp.zeros(()), "cm": jnp.zeros((num_classes, num_classes))}
-    probs = []
-    for b in range(idx.shape[0]):
-        acc, p = eval_step(params, rest, acc, X, Y, idx[b], mask[b])
-        probs.append(p)
-    probs = np.asarray(jnp.concatenate(probs))[:n]
-    return float(acc["loss_sum"]) / max(n, 1), np.asarray(acc["cm"]).round().astype(np.int64), probs
+    step_fn = _compiled("logits", graphdef_eval, aug=int(crop))
+    rows, starts = window_starts(lengths, crop, step, X.shape[-2])
+    idx, _ = _batches(len(rows), batch_size)
+    st = np.resize(starts, idx.size).reshape(idx.shape).astype(np.int32)
+    rw = np.resize(rows, idx.size).reshape(idx.shape).astype(np.int32)
+    out = [step_fn(params, rest, X, rw[b], st[b]) for b in range(idx.shape[0])]
+    logits = np.asarray(jnp.concatenate(out), np.float64)[:len(rows)]
+    n = len(lengths)
+    sums = np.zeros((n, logits.shape[1]))
+    np.add.at(sums, rows, logits)
+    return sums / np.bincount(rows, minlength=n)[:, None]
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _run_eval(graphdef_eval, params, rest, X, y, lengths, cfg: "TrainConfig", num_classes: int):
+    """Mean cross-entropy, confusion matrix and probabilities of utterances ``X[:len(y)]`` (device array)
+    under ``cfg``'s scoring (whole examples, or windows averaged in logit space)."""
+    from . import metrics
+
+    logits = _utterance_logits(graphdef_eval, params, rest, X, lengths, int(cfg.crop_frames), cfg.scoring_step,
+                               cfg.eval_batch_size)
+    probs = _softmax(logits)
+    y = np.asarray(y, np.int64)
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)))) if len(y) else 0.0
+    return loss, metrics.confusion_matrix(y, probs.argmax(1), num_classes), probs.astype(np.float32)
+
+
+def _lengths_for(X: np.ndarray, lengths) -> np.ndarray:
+    """Valid time steps per row (default: the whole stored row), checked against ``X``."""
+    T = X.shape[-2]
+    if lengths is None:
+        return np.full(len(X), T, np.int64)
+    lengths = np.asarray(lengths, np.int64)
+    if lengths.shape != (len(X),) or (lengths < 1).any():
+        raise ConfigError(f"lengths must be {len(X)} positive integers (valid time steps per row), got shape "
+                          f"{lengths.shape}")
+    return np.minimum(lengths, T)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -365,7 +598,7 @@ def _is_better(cfg: TrainConfig, row: dict, best: dict | None) -> bool:
 def fit(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], cfg: TrainConfig,
         *, num_classes: int | None = None, checkpoint: str | os.PathLike | None = None,
         checkpoint_meta: dict | None = None, on_epoch: Callable[[dict], None] | None = None,
-        progress: bool | None = None, desc: str = "train") -> FitResult:
+        progress: bool | None = None, desc: str = "train", train_lengths=None, val_lengths=None) -> FitResult:
     """Train ``model`` in place on ``train``, early-stopping on ``val``; restore the best state.
 
     Parameters
@@ -390,6 +623,9 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.n
         Show a tqdm bar (default: on for interactive terminals, off under papermill/CI; see :func:`quiet`).
     desc : str
         Progress-bar label.
+    train_lengths, val_lengths : array of int, optional
+        Valid time steps of each row (the rest is padding), for ``cfg.crop_frames``: crops are drawn,
+        and validation windows placed, inside them. Default: whole rows.
 
     Returns
     -------
@@ -405,15 +641,22 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.n
     X_va, y_va = np.asarray(val[0], np.float32), np.asarray(val[1], np.int32)
     if len(X_tr) == 0 or len(X_va) == 0:
         raise ConfigError("fit needs non-empty training and validation sets")
+    len_tr, len_va = _lengths_for(X_tr, train_lengths), _lengths_for(X_va, val_lengths)
+    crop, n_frames = int(cfg.crop_frames), X_tr.shape[-2]
+    if crop > n_frames:
+        raise ConfigError(f"crop_frames={crop} is longer than the stored examples ({n_frames} time steps); "
+                          "extract longer features or crop less")
     set_bn_momentum(model, cfg.bn_momentum)
     graphdef_train, graphdef_eval, params, rest = split_model(model)
     if num_classes is None:
-        num_classes = int(jax.eval_shape(lambda p, r: _import_jax()[3].merge(graphdef_eval, p, r)(X_va[:1]),
+        x1 = X_va[:1, ..., :crop, :] if crop else X_va[:1]
+        num_classes = int(jax.eval_shape(lambda p, r: _import_jax()[3].merge(graphdef_eval, p, r)(x1),
                                          params, rest).shape[-1])
     steps_per_epoch = max(1, -(-len(X_tr) // cfg.batch_size))
     tx = _tx_for(cfg, steps_per_epoch)
     opt_state = tx.init(params)
-    train_step = _compiled("train", graphdef_train, tx)
+    train_step = _compiled("train", graphdef_train, tx, cfg.augment_key)
+    base_key = jax.random.key(int(cfg.seed))
     cw = class_weights(y_tr, num_classes) if cfg.class_weighting else np.ones(num_classes, np.float32)
 
     history: list[dict] = []
@@ -431,27 +674,30 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.n
     X_va_d, y_va_d = _device_rows(X_va), _device_rows(y_va)
     show = (not quiet()) if progress is None else progress
     bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=desc, disable=not show, leave=False, unit="ep")
-    lr_fn = lambda step: float(cfg.learning_rate / (1.0 + cfg.decay * step))  # noqa: E731 (for the log)
     epoch = start_epoch
     try:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             if stopped:
                 break
             t0 = time.perf_counter()
-            order = np.random.default_rng([cfg.seed, epoch]).permutation(len(X_tr))
+            rng = np.random.default_rng([cfg.seed, epoch])
+            order = rng.permutation(len(X_tr))
             idx, mask = _batches(len(X_tr), cfg.batch_size, order)
             weight = mask * cw[y_tr[idx]]
+            starts = (random_crop_starts(rng, len_tr[idx.reshape(-1)], crop, n_frames).reshape(idx.shape)
+                      if crop else np.zeros(idx.shape, np.int32))
             acc = {"loss_sum": jnp.zeros(()), "n": jnp.zeros(()), "correct": jnp.zeros(())}
             for b in range(idx.shape[0]):
+                key = jax.random.fold_in(base_key, (epoch - 1) * steps_per_epoch + b)
                 params, rest, opt_state, acc = train_step(params, rest, opt_state, acc, X_tr_d, y_tr_d,
-                                                          idx[b], weight[b])
-            val_loss, cm, _ = _run_eval(graphdef_eval, params, rest, X_va_d, y_va_d, cfg.eval_batch_size,
-                                        num_classes, len(X_va))
+                                                          idx[b], weight[b], starts[b], key)
+            val_loss, cm, _ = _run_eval(graphdef_eval, params, rest, X_va_d, y_va, len_va, cfg, num_classes)
             s = metrics.scores_from_confusion(cm)
             n = float(acc["n"])
             row = {"epoch": epoch, "train_loss": float(acc["loss_sum"]) / n, "train_acc": float(acc["correct"]) / n,
                    "val_loss": val_loss, "val_wa": s["wa"], "val_uar": s["uar"],
-                   "lr": lr_fn((epoch - 1) * steps_per_epoch), "seconds": time.perf_counter() - t0}
+                   "lr": _lr_for(cfg, steps_per_epoch, (epoch - 1) * steps_per_epoch),
+                   "seconds": time.perf_counter() - t0}
             seconds += row["seconds"]
             history.append(row)
             if _is_better(cfg, row, best_row):
@@ -477,22 +723,36 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.n
                      stopped_early=bool(stopped and len(history) < cfg.epochs), train_seconds=seconds)
 
 
-def predict_proba(model, X: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities ``(n, K)`` of a classifier in eval mode (BatchNorm running stats, no dropout)."""
+def predict_proba(model, X: np.ndarray, batch_size: int = 64, *, lengths=None, crop_frames: int = 0,
+                  window_step: int = 0) -> np.ndarray:
+    """Class probabilities ``(n, K)`` of a classifier in eval mode (BatchNorm running stats, no dropout).
+
+    With ``crop_frames``, each utterance is scored by the mean logits of windows of that length covering
+    its ``lengths`` valid time steps (hop ``window_step``, default half a window), as :func:`fit` scores
+    validation data.
+    """
     jax = _import_jax()[0]
     _, graphdef_eval, params, rest = split_model(model)
     X = np.asarray(X, np.float32)
     if len(X) == 0:
         raise ConfigError("predict_proba got no rows")
-    num_classes = int(jax.eval_shape(lambda p, r: _import_jax()[3].merge(graphdef_eval, p, r)(X[:1]),
+    cfg = TrainConfig(crop_frames=int(crop_frames), window_step=int(window_step), eval_batch_size=batch_size)
+    if cfg.crop_frames > X.shape[-2]:
+        raise ConfigError(f"crop_frames={crop_frames} is longer than the examples ({X.shape[-2]} time steps)")
+    x1 = X[:1, ..., :cfg.crop_frames, :] if cfg.crop_frames else X[:1]
+    num_classes = int(jax.eval_shape(lambda p, r: _import_jax()[3].merge(graphdef_eval, p, r)(x1),
                                      params, rest).shape[-1])
-    _, _, probs = _run_eval(graphdef_eval, params, rest, _device_rows(X),
-                            _device_rows(np.zeros(len(X), np.int32)), batch_size, num_classes, len(X))
+    _, _, probs = _run_eval(graphdef_eval, params, rest, _device_rows(X), np.zeros(len(X), np.int64),
+                            _lengths_for(X, lengths), cfg, num_classes)
     return probs
 
 
-def evaluate(model, X: np.ndarray, y: np.ndarray, *, batch_size: int = 64) -> dict[str, Any]:
+def evaluate(model, X: np.ndarray, y: np.ndarray, *, batch_size: int = 64, lengths=None, crop_frames: int = 0,
+             window_step: int = 0) -> dict[str, Any]:
     """Score a trained model on one held-out set (the test fold, used once).
+
+    ``lengths``, ``crop_frames`` and ``window_step`` as in :func:`predict_proba` (whole-utterance
+    scoring over windows).
 
     Returns
     -------
@@ -502,7 +762,7 @@ def evaluate(model, X: np.ndarray, y: np.ndarray, *, batch_size: int = 64) -> di
     """
     from . import metrics
 
-    probs = predict_proba(model, X, batch_size)
+    probs = predict_proba(model, X, batch_size, lengths=lengths, crop_frames=crop_frames, window_step=window_step)
     y = np.asarray(y, np.int64)
     k = probs.shape[1]
     pred = probs.argmax(1)
@@ -553,6 +813,9 @@ def train_many(models: list, train: tuple[np.ndarray, np.ndarray], val: tuple[np
     from . import metrics
 
     jax, jnp, _, nnx = _import_jax()
+    if any(cfg.augment_key):
+        raise ConfigError("train_many trains fixed-length inputs without crops, masks or mixup; use fit for "
+                          "the segment recipe (vmapping seeds does not pay on CPU anyway, see sercore.profiles)")
     seeds = list(seeds) if seeds is not None else [cfg.seed + i for i in range(len(models))]
     S = len(models)
     X_tr, y_tr = np.asarray(train[0], np.float32), np.asarray(train[1], np.int32)
@@ -570,8 +833,8 @@ def train_many(models: list, train: tuple[np.ndarray, np.ndarray], val: tuple[np
     steps_per_epoch = max(1, -(-len(X_tr) // cfg.batch_size))
     tx = _tx_for(cfg, steps_per_epoch)
     opt_state = jax.vmap(tx.init)(params)
-    step = jax.jit(jax.vmap(functools.partial(_train_step_impl, graphdef_train, tx),
-                            in_axes=(0, 0, 0, 0, None, None, 0, 0)))
+    step = jax.jit(jax.vmap(functools.partial(_train_step_impl, graphdef_train, tx, cfg.augment_key),
+                            in_axes=(0, 0, 0, 0, None, None, 0, 0, None, 0)))
     evaluate_step = jax.jit(jax.vmap(functools.partial(_eval_step_impl, graphdef_eval),
                                      in_axes=(0, 0, 0, None, None, None, None)))
     cw = class_weights(y_tr, num_classes) if cfg.class_weighting else np.ones(num_classes, np.float32)
@@ -590,8 +853,11 @@ def train_many(models: list, train: tuple[np.ndarray, np.ndarray], val: tuple[np
         weight = np.stack([b[1] * cw[y_tr[b[0]]] for b in batches], axis=1)
         zeros = jnp.zeros((S,))
         acc = {"loss_sum": zeros, "n": zeros, "correct": zeros}
+        zero_starts = np.zeros(idx.shape[-1], np.int32)
+        keys = [jax.random.split(jax.random.key(epoch), S) for _ in range(idx.shape[0])]   # unused without masks
         for b in range(idx.shape[0]):
-            params, rest, opt_state, acc = step(params, rest, opt_state, acc, X_tr_d, y_tr_d, idx[b], weight[b])
+            params, rest, opt_state, acc = step(params, rest, opt_state, acc, X_tr_d, y_tr_d, idx[b], weight[b],
+                                                zero_starts, keys[b])
         vidx, vmask = _batches(len(X_va), cfg.eval_batch_size)
         vacc = {"loss_sum": jnp.zeros((S,)), "cm": jnp.zeros((S, num_classes, num_classes))}
         for b in range(vidx.shape[0]):
