@@ -764,7 +764,7 @@ def baseline_accuracy(df=None, root=None, seed: int = 0, n_splits: int = 5) -> d
     standardisation + logistic regression; folds are :class:`sklearn.model_selection.GroupKFold` by
     speaker, so no test speaker is seen in training. The figure says how much emotion the coarse
     spectral statistics carry, not what a CNN reaches. On the full synthetic corpus (seed 0,
-    generator 1.1) it is about 0.57; on the real EmoDB (535 files) about 0.55; chance is 0.14.
+    generator 1.1) it was about 0.57; on the real EmoDB (535 files) about 0.53; chance is 0.14.
 
     Parameters
     ----------
