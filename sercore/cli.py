@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "sercore.commands.train",
     "sercore.commands.reports",
     "sercore.commands.bench",
+    "sercore.commands.baselines",
 )
 
 

@@ -505,11 +505,15 @@ class _Cache:
             return None
         return X
 
-    def save(self, X_sorted: np.ndarray, cfg: FeatureConfig) -> None:
+    def save(self, X_sorted: np.ndarray, cfg: FeatureConfig | dict) -> None:
+        """Write ``X_sorted`` and the manifest atomically; ``cfg`` is a FeatureConfig or (for other
+        feature extractors, e.g. :mod:`sercore.baselines`) a JSON-able dict describing the features."""
         def write_npz(f):
             np.savez(f, X=X_sorted, ids=np.asarray(self.ids, dtype=str))
 
-        manifest = {"config": cfg.to_dict(), "config_key": cfg.key(),
+        config = cfg if isinstance(cfg, dict) else cfg.to_dict()
+        key = _hash(config) if isinstance(cfg, dict) else cfg.key()
+        manifest = {"config": config, "config_key": key,
                     "feature_code_version": FEATURE_CODE_VERSION, **self.extra,
                     "shape": list(X_sorted.shape), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "files": self.files}

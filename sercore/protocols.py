@@ -79,12 +79,26 @@ class Split:
                 f"n_test={self.test.size}, test_speakers={self.test_speakers}, val_speakers={self.val_speakers})")
 
 
+#: Suffix of a protocol variant whose features are standardised per speaker (each speaker's own
+#: statistics, which for a test speaker come from its unlabelled test utterances).
+SPEAKER_NORM_SUFFIX = "+speaker-norm"
+
+
 def protocol_label(protocol: str) -> str:
-    """``"speaker-independent"`` or ``"speaker-dependent"`` for a protocol name."""
+    """Label of a protocol name for tables and plots.
+
+    ``"speaker-independent"`` or ``"speaker-dependent"``; a protocol carrying
+    :data:`SPEAKER_NORM_SUFFIX` adds ``", per-speaker normalisation"`` (e.g.
+    ``"speaker_kfold+speaker-norm"`` -> ``"speaker-independent, per-speaker normalisation"``).
+    Other suffixes (e.g. ``+leaky-augmentation``) keep the plain label.
+    """
     base = protocol.split("+")[0]
     if base not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}")
-    return "speaker-independent" if PROTOCOLS[base] else "speaker-dependent"
+    label = "speaker-independent" if PROTOCOLS[base] else "speaker-dependent"
+    if SPEAKER_NORM_SUFFIX in protocol:
+        label += ", per-speaker normalisation"
+    return label
 
 
 def _speaker_order(df: pd.DataFrame, seed: int) -> list[list[str]]:
