@@ -159,6 +159,10 @@ QUICK_MODELS = ("zhao2d", "zhao2d_dense", "poolfix2d", "poolfix2d_bilstm", "attn
 QUICK_NO_DROPOUT = {m: {"block_dropouts": (0.0, 0.0, 0.0, 0.0), "dropout": 0.0}
                     for m in ("baseline_cnn", "ae_fusion")}
 
+#: ``standard``'s segments: random 1 s crops in training (32 frames at hop 512), scoring windows every
+#: 0.5 s over the whole utterance, utterances stored up to 10 s (EmoDB's longest is 8.98 s).
+STANDARD_SEGMENTS = {"crop_s": 1.0, "step_s": 0.5, "max_s": 10.0}
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -176,6 +180,19 @@ PROFILES: dict[str, Profile] = {
         model_kwargs={**windows_at_hop(768), **QUICK_NO_DROPOUT},
         description="main CPU job: 40x63 inputs (3 s), all 5 folds, <= 8 epochs, one seed, "
                     "the 8 cheaper classifiers",
+    ),
+    "standard": Profile(
+        name="standard",
+        features={"n_mels": 64, "n_fft": 1024, "hop_length": 512},
+        segments=STANDARD_SEGMENTS,
+        train={"epochs": 40, "batch_size": 32, "patience": 8, "min_epochs": 12, "learning_rate": 1e-3,
+               "lr_schedule": "cosine", "warmup_epochs": 2, "bn_momentum": 0.9, "class_weighting": True,
+               "freq_masks": 2, "freq_mask_width": 8, "time_masks": 2, "time_mask_width": 4,
+               "mixup_alpha": 0.2},
+        k=5, folds=None, seeds=(0, 1, 2), models=QUICK_MODELS, model_kwargs=windows_at_hop(512),
+        description="converged CPU study: 64-mel log-mels (32 ms hop), random 1 s crops scored over whole "
+                    "utterances, SpecAugment + mixup, warm-up + cosine, early stopping (patience 8, <= 40 "
+                    "epochs), 5 folds x 3 seeds, the 8 cheaper classifiers",
     ),
     "full": Profile(
         name="full",

@@ -47,10 +47,9 @@ from .checkpoint import atomic_write_bytes, atomic_write_json
 from .errors import ConfigError
 from .profiles import Profile, get_profile
 
+from .protocols import SPEAKER_NORM_SUFFIX  # noqa: F401 (runs standardised per speaker, a protocol variant)
+
 LEAKY_SUFFIX = "+leaky-augmentation"
-#: Protocol suffix of runs whose features are standardised per speaker (the test speakers' own
-#: unlabelled statistics at test time; see :func:`sercore.features.speaker_normalize`).
-SPEAKER_NORM_SUFFIX = "+speaker-norm"
 
 RESULT_COLUMNS = [
     "corpus", "model", "protocol", "protocol_label", "fold", "seed", "test_speakers", "val_speakers",
@@ -435,7 +434,7 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
             _write_table(pred, rdir / "predictions.parquet")
             res = {
                 "corpus": corpus, "model": model, "protocol": run_protocol,
-                "protocol_label": protocol_label(protocol), "fold": fold, "seed": seed,
+                "protocol_label": protocol_label(run_protocol), "fold": fold, "seed": seed,
                 "test_speakers": ",".join(split.test_speakers), "val_speakers": ",".join(split.val_speakers),
                 "epochs": result.epochs_run, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
                 "wa": test["wa"], "uar": test["uar"], "macro_f1": test["macro_f1"],
