@@ -53,7 +53,8 @@ from .errors import AudioError, ConfigError
 __all__ = [
     "FEATURE_SETS", "CLASSIFIERS", "BASELINES", "C_GRID", "BASELINE_CODE_VERSION", "SAMPLE_RATE",
     "logmel_stats", "feature_spec", "baseline_features", "baseline_name", "baseline_spec",
-    "make_classifier", "select_c", "class_scores", "speaker_normalize", "run_baseline",
+    "make_classifier", "select_c", "class_scores", "speaker_normalize", "run_baseline", "run_baseline_grid",
+    "REPORT_BASELINES",
 ]
 
 #: Bump when a change here alters the feature numbers; invalidates the baseline feature caches.
@@ -565,3 +566,45 @@ def run_baseline(corpus: str, name: str, protocol: str = "speaker_kfold", profil
         study_say(f"[{i}/{len(folds)}] {run_id}: test UAR {test['uar']:.3f} WA {test['wa']:.3f} "
                   f"(C {sel['C']:g}, val UAR {sel['val_uar']:.3f}, {seconds:.1f} s)")
     return collect(sdir)
+
+
+#: The classical rows every results table of the reports carries, next to the networks.
+REPORT_BASELINES = ("logmel_lr", "egemaps_svm", "compare_svm")
+
+
+def run_baseline_grid(corpus: str, names: Sequence[str], protocols: Sequence[str], profile="quick", *,
+                      name: str | None = None, results_root: str | Path | None = None, df: pd.DataFrame | None = None,
+                      corpus_root: str | Path | None = None, progress: bool | None = None):
+    """Every (baseline, protocol) of a report, as :func:`sercore.analysis.run_grid` returns networks' runs.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Baseline model names (:data:`BASELINES`; :data:`REPORT_BASELINES` in the reports).
+    protocols : sequence of str
+    profile, name, results_root, df, corpus_root, progress
+        As for :func:`run_baseline` (``name`` = study name, default the profile's, so the rows join the
+        networks' study folder and folds).
+
+    Returns
+    -------
+    results, predictions : pandas.DataFrame
+        One row per fold (``seed`` 0: the classifiers are deterministic); one row per test utterance,
+        both with ``variant`` (= the baseline's name) and ``study_dir`` columns (results).
+    """
+    from .profiles import get_profile
+
+    prof = get_profile(profile)
+    res, pred = [], []
+    for base in names:
+        for protocol in protocols:
+            st = run_baseline(corpus, base, protocol, prof, study=name, df=df, root=corpus_root,
+                              results_root=results_root, progress=progress)
+            r = st.results[(st.results["model"] == base) & (st.results["protocol"] == protocol)]
+            r = r.sort_values(["fold"]).assign(variant=base, study_dir=str(st.dir))
+            res.append(r)
+            if len(st.predictions):
+                pred.append(st.predictions[st.predictions["run_id"].isin(r["run_id"])].assign(variant=base))
+    results = pd.concat(res, ignore_index=True) if res else pd.DataFrame()
+    predictions = pd.concat(pred, ignore_index=True) if pred else pd.DataFrame()
+    return results, predictions

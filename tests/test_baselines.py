@@ -215,3 +215,11 @@ def test_egemaps_baselines_beat_chance_on_real_emodb(emodb_dir, data_dir, tmp_pa
                              results_root=tmp_path / "res", n_jobs=1)
         r = st.results[st.results["model"] == name]
         assert len(r) == 3 and r["uar"].mean() > chance + 0.05, (name, r["uar"].tolist())
+
+
+def test_baseline_grid_returns_report_tables(toy, tmp_path):
+    res, pred = bl.run_baseline_grid("toy", ["logmel_lr"], ["speaker_kfold", "random"], "smoke", df=toy,
+                                     results_root=tmp_path / "res")
+    assert set(res["protocol"]) == {"speaker_kfold", "random"} and set(res["variant"]) == {"logmel_lr"}
+    assert (res["seed"] == 0).all() and res["study_dir"].nunique() == 1
+    assert len(pred) == res["n_test"].sum() and set(pred["run_id"]) == set(res["run_id"])

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..profiles import PROFILES
+
 
 def register(subparsers) -> None:
     """Add the ``baseline`` command to the ``sercore`` parser."""
@@ -25,7 +27,7 @@ def register(subparsers) -> None:
     p.add_argument("--features", default="egemaps", choices=["egemaps", "compare", "logmel_stats"])
     p.add_argument("--classifier", default="svm", choices=["svm", "lr"])
     p.add_argument("--protocol", default="speaker_kfold", choices=["speaker_kfold", "loso", "random"])
-    p.add_argument("--profile", default="quick", choices=["smoke", "quick", "full"],
+    p.add_argument("--profile", default="quick", choices=list(PROFILES),
                    help="supplies k and the folds run (default quick: 5 folds)")
     p.add_argument("--study", default=None, help="study name / folder (default: the profile name)")
     p.add_argument("--root", metavar="PATH", help="corpus folder (default: $SERCORE_<CORPUS>_DIR, else data/raw)")

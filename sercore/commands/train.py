@@ -12,6 +12,8 @@ import argparse
 import json
 import sys
 
+from ..profiles import PROFILES
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train and test a model under a protocol (resumable)",
@@ -20,7 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, help="model name (see sercore.models.list_models())")
     p.add_argument("--corpus", default="synthetic", help="corpus name (default: synthetic)")
     p.add_argument("--protocol", default="speaker_kfold", choices=["speaker_kfold", "loso", "random"])
-    p.add_argument("--profile", default="quick", choices=["smoke", "quick", "full"])
+    p.add_argument("--profile", default="quick", choices=list(PROFILES))
     p.add_argument("--study", default=None, help="study name / folder (default: the profile name)")
     p.add_argument("--folds", default=None, help="fold numbers to run, e.g. 0,1,2 (default: the profile's)")
     p.add_argument("--seeds", default=None, help="model seeds, e.g. 0,1,2 (default: the profile's)")
