@@ -241,44 +241,93 @@ def run_grid(corpus: str, models: Sequence[str], protocols: Sequence[str], profi
 
 
 def summary_table(results, predictions=None, *, by: Sequence[str] = ("variant", "protocol"),
-                  n_boot: int = 1000, seed: int = 0):
-    """Per ``by`` group: runs, mean UAR / WA over runs with a t-interval, pooled UAR with a bootstrap CI.
+                  n_boot: int = 2000, seed: int = 0):
+    """Per ``by`` group: runs, UAR / WA with the study's 95 % interval, and the mean over runs.
 
-    A thin layer over :func:`sercore.metrics.summarize` that keeps the columns a report shows.
+    A thin layer over :func:`sercore.metrics.summarize`. With ``predictions`` (as notebooks have them),
+    ``uar`` / ``wa`` are the scores of all test predictions pooled and ``uar_low`` / ``uar_high`` (and
+    ``wa_*``) a percentile bootstrap over test speakers and seeds (speaker-independent protocols) or
+    over test utterances within classes and seeds (``random``); ``method`` says which. Without
+    predictions, a t-interval over runs (and ``method`` says that).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``by`` columns, ``n_runs``, ``uar``, ``uar_low``, ``uar_high``, ``wa``, ``wa_low``, ``wa_high``,
+        ``uar_mean``, ``wa_mean`` (means of per-run scores, descriptive), ``method``, ``n_folds``,
+        ``n_seeds``, ``n_units``, ``unit``.
     """
     from .metrics import summarize
 
     s = summarize(results, predictions, by=list(by), n_boot=n_boot, seed=seed)
-    for m in ("uar", "wa", "macro_f1"):  # a t-interval over few runs can leave [0, 1]; scores cannot
-        for side in ("low", "high"):
-            if f"{m}_{side}" in s:
-                s[f"{m}_{side}"] = s[f"{m}_{side}"].clip(0.0, 1.0)
-    keep = list(by) + [c for c in ("n_runs", "uar_mean", "uar_low", "uar_high", "wa_mean", "wa_low", "wa_high",
-                                   "pooled_uar", "pooled_uar_low", "pooled_uar_high") if c in s.columns]
+    keep = list(by) + [c for c in ("n_runs", "uar", "uar_low", "uar_high", "wa", "wa_low", "wa_high",
+                                   "uar_mean", "wa_mean", "method", "n_folds", "n_seeds", "n_units", "unit")
+                       if c in s.columns]
     return s[keep]
 
 
 def paired_difference(results, a: str, b: str, *, metric: str = "uar", column: str = "variant",
-                      protocol: str | None = None) -> dict:
-    """Mean difference ``b - a`` of a metric over runs paired by (fold, seed), with a 95 % t-interval.
+                      protocol: str | None = None, predictions=None, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Difference ``b - a`` of a metric between two models on the same folds and seeds, with a 95 % interval.
 
-    Pairing removes the fold-to-fold spread that both models share (same test speakers, same seed).
+    With ``predictions`` (the method for claims): :func:`sercore.metrics.paired_bootstrap`, which
+    resamples the same test speakers (speaker-independent protocols) or test utterances within classes
+    (``random``), and the same seeds, for both models in each draw; seeds are matched by number, and a
+    model with one seed per fold (a deterministic baseline) is reused for every seed of the other.
+    Without ``predictions``: the old t-interval over per-(fold, seed) differences of ``results``, and
+    ``method`` says so (kept for callers that have only run tables; do not use it for claims).
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Run table with ``column``, ``protocol``, ``fold``, ``seed``, ``run_id`` and ``metric``.
+    a, b : str
+        Values of ``column`` (model names or variants).
+    protocol : str, optional
+        Required when ``results`` holds several protocols.
+    predictions : pandas.DataFrame, optional
+        Per-utterance predictions of these runs (``run_id`` links them to ``results``).
 
     Returns
     -------
     dict
-        ``mean``, ``low``, ``high``, ``n`` (pairs), ``wins`` (pairs where b > a).
-    """
-    from .metrics import spread
+        ``mean``, ``low``, ``high``, ``half_width``, ``n`` (per-(fold, seed) pairs), ``wins`` (pairs in which
+        b > a), ``n_folds``, ``n_seeds``, ``n_units``, ``unit``, ``method``. When a or b has no runs: NaNs and
+        ``n == 0``.
 
+    Raises
+    ------
+    ConfigError
+        Several protocols in ``results`` and none chosen; the models' folds differ.
+    """
+    from .errors import ConfigError
+    from .metrics import paired_bootstrap, spread
+
+    empty = {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "half_width": float("nan"),
+             "n": 0, "wins": 0, "n_folds": 0, "n_seeds": 0, "n_units": 0, "unit": "", "method": "no runs"}
     r = results if protocol is None else results[results["protocol"] == protocol]
+    if "protocol" in r and r["protocol"].nunique() > 1:
+        raise ConfigError(f"results hold protocols {sorted(r['protocol'].unique())}; pass protocol=")
+    ra, rb = r[r[column] == a], r[r[column] == b]
+    if not len(ra) or not len(rb):
+        return empty
+    if predictions is not None and len(predictions):
+        pa = predictions[predictions["run_id"].isin(ra["run_id"])]
+        pb = predictions[predictions["run_id"].isin(rb["run_id"])]
+        if len(pa) and len(pb):
+            proto = protocol or (r["protocol"].iloc[0] if "protocol" in r else None)
+            return paired_bootstrap(pa, pb, protocol=proto, metric=metric, n_boot=n_boot, seed=seed)
     wide = r.pivot_table(index=["fold", "seed"], columns=column, values=metric, aggfunc="mean")
-    if a not in wide or b not in wide:
-        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0, "wins": 0}
     d = (wide[b] - wide[a]).dropna().to_numpy()
+    if not d.size:
+        return empty
     s = spread(d)
     low, high = (max(-1.0, s["low"]), min(1.0, s["high"])) if d.size > 1 else (s["low"], s["high"])
-    return {"mean": s["mean"], "low": low, "high": high, "n": int(d.size), "wins": int((d > 0).sum())}
+    return {**empty, "mean": s["mean"], "low": low, "high": high, "half_width": (high - low) / 2,
+            "n": int(d.size), "wins": int((d > 0).sum()),
+            "n_folds": int(len(set(wide.dropna().index.get_level_values(0)))),
+            "n_seeds": int(len(set(wide.dropna().index.get_level_values(1)))),
+            "method": f"t-interval over {d.size} paired runs (no per-utterance predictions; not for claims)"}
 
 
 def history_table(results):

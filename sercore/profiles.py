@@ -100,6 +100,11 @@ class Profile:
         Per-model constructor arguments, ``{model name: {kwarg: value}}``, merged under a study's own
         ``model_kwargs``. Profiles with a coarser hop use it to keep the windowed models' windows at the
         duration the papers meant (see :func:`windows_at_hop`).
+    converged : bool
+        Whether the profile trains every classifier to convergence (early stopping on the validation
+        speakers with enough epochs and patience that runs stop on their own), i.e. as much as the
+        documents did. :mod:`sercore.claims` reads it: only a converged profile can "refute" a claim;
+        a profile that stops training early can only say "not reproduced at <profile>".
     description : str
     segments : dict or None
         Train on random crops and score whole utterances over windows (:func:`sercore.study.segment_settings`):
@@ -116,6 +121,7 @@ class Profile:
     augment: dict | None = None
     models: tuple[str, ...] | None = None
     model_kwargs: dict = field(default_factory=dict)
+    converged: bool = False
     description: str = ""
     segments: dict | None = None
 
@@ -198,7 +204,7 @@ PROFILES: dict[str, Profile] = {
         name="full",
         features={"n_mels": 128, "duration": 4.0, "hop_length": 256, "n_fft": 1024},
         train={"epochs": 60, "batch_size": 32, "patience": 10, "min_epochs": 15, "learning_rate": 1e-3},
-        k=5, folds=None, seeds=(0, 1, 2),
+        k=5, folds=None, seeds=(0, 1, 2), converged=True,
         description="the real study: paper's 128x251 inputs, all folds, <= 60 epochs, 3 seeds (GPU)",
     ),
 }

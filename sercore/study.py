@@ -97,8 +97,8 @@ class Study:
     labels: list[str] = field(default_factory=list)
 
     def summary(self, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-        """Per (corpus, model, protocol): fold/seed spread and pooled bootstrap CIs; see
-        :func:`sercore.metrics.summarize`."""
+        """Per (corpus, model, protocol): pooled scores with the speaker (or utterance) and seed bootstrap
+        interval, and the spread over runs; see :func:`sercore.metrics.summarize`."""
         return metrics.summarize(self.results, self.predictions, n_boot=n_boot, seed=seed)
 
     def confusion(self, model: str | None = None, protocol: str | None = None, normalize: bool = False):

@@ -21,63 +21,35 @@ def test_frames_lost_and_crop_table():
     assert np.isfinite(table.to_numpy(float)).all()
 
 
-@pytest.mark.parametrize("claimed, low, high, comparable, expected", [
-    (0.75, 0.70, 0.80, True, "reproduced"),
-    (0.90, 0.70, 0.80, True, "refuted (ours lower)"),
-    (0.60, 0.70, 0.80, True, "refuted (ours higher)"),
-    (0.75, 0.70, 0.80, False, "not comparable (other corpus)"),
-])
-def test_verdict(claimed, low, high, comparable, expected):
-    assert claims.verdict(claimed, (low + high) / 2, low, high, comparable=comparable, why="other corpus") == expected
-
-
-def test_paired_difference_and_direction():
+def test_paired_difference_with_and_without_predictions():
+    import numpy as np
     import pandas as pd
 
-    res = pd.DataFrame({"variant": ["a"] * 4 + ["b"] * 4, "fold": [0, 1, 2, 3] * 2, "seed": 0,
-                        "uar": [0.5, 0.6, 0.55, 0.4, 0.6, 0.72, 0.64, 0.52]})
-    d = analysis.paired_difference(res, "a", "b")
-    assert d["n"] == 4 and d["wins"] == 4 and d["mean"] == pytest.approx(0.1075)
-    assert d["low"] > 0 and claims.direction_verdict(d, claim="higher") == "reproduced"
-    assert claims.direction_verdict(analysis.paired_difference(res, "b", "a"), claim="not lower") == "refuted (lower)"
+    from sercore import metrics
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for f in range(4):
+        y = rng.integers(0, 3, 30)
+        for variant, acc in (("a", 0.4), ("b", 0.8)):
+            p = np.where(rng.random(30) < acc, y, (y + 1) % 3)
+            rows.append(pd.DataFrame({"variant": variant, "protocol": "speaker_kfold", "fold": f, "seed": 0,
+                                      "speaker": f"s{f}", "utt_id": [f"u{f}_{i}" for i in range(30)],
+                                      "true": y, "pred": p, "run_id": f"{variant}{f}"}))
+    preds = pd.concat(rows, ignore_index=True)
+    res = (preds.groupby(["variant", "protocol", "fold", "seed", "run_id"])
+           .apply(lambda g: pd.Series(metrics.scores(g["true"], g["pred"], 3))).reset_index())
+    d = analysis.paired_difference(res, "a", "b", predictions=preds)
+    ref = metrics.paired_bootstrap(preds[preds["variant"] == "a"], preds[preds["variant"] == "b"])
+    assert d == ref and d["n"] == 4 and d["wins"] == 4 and d["low"] > 0
+    assert claims.direction_verdict(d, claim="higher", converged=True) == "reproduced"
+    old = analysis.paired_difference(res, "a", "b")            # no predictions: t-interval, labelled
+    assert old["method"].startswith("t-interval") and old["n"] == 4
+    assert old["mean"] == pytest.approx((res[res.variant == "b"]["uar"].to_numpy()
+                                         - res[res.variant == "a"]["uar"].to_numpy()).mean())
     assert analysis.paired_difference(res, "a", "missing")["n"] == 0
-
-
-def test_claims_table_only_compares_like_with_like():
-    import pandas as pd
-
-    summary = pd.DataFrame({"variant": ["zhao2d", "zhao2d"], "protocol": ["random", "speaker_kfold"], "n_runs": 5,
-                            "wa_mean": [0.80, 0.60], "wa_low": [0.78, 0.55], "wa_high": [0.82, 0.65],
-                            "uar_mean": [0.79, 0.58], "uar_low": [0.75, 0.5], "uar_high": [0.83, 0.66]})
-    on_emodb = claims.claims_table(summary, "emodb").set_index(["source", "as reported"])["verdict"]
-    assert on_emodb[("seed 002", "best validation accuracy 80.68 %")] == "reproduced"          # 0.8068 in [.78, .82]
-    assert on_emodb[("seed 000", "validation accuracy 0.73 (speaker-dependent, KerasTuner-tuned)")] == \
-        "refuted (ours higher)"
-    assert on_emodb[("Zhao et al. 2019 (abstract)", "95.89 % speaker-independent accuracy")] == "refuted (ours lower)"
-    assert on_emodb.str.startswith("not comparable").sum() == len(claims.CLAIMS) - 4
-    elsewhere = claims.claims_table(summary, "synthetic")["verdict"]
-    assert elsewhere.str.startswith("not comparable").all()
-    # a reduced profile never "refutes": a briefly trained model below a claim says nothing against it
-    quick = claims.claims_table(summary, "emodb", profile="quick").set_index(["source", "as reported"])["verdict"]
-    assert quick[("Zhao et al. 2019 (abstract)", "95.89 % speaker-independent accuracy")] == \
-        "not reproduced at quick (ours lower)"
-    assert not quick.str.startswith("refuted").any()
-    assert quick[("seed 002", "best validation accuracy 80.68 %")] == "reproduced"
-    full = claims.claims_table(summary, "emodb", profile="full")["verdict"]
-    assert full.str.startswith("refuted").sum() == 3        # 95.33 and 95.89 above ours, 0.73 below
-
-
-def test_claims_table_says_why_a_claim_has_no_number():
-    import pandas as pd
-
-    summary = pd.DataFrame({"variant": ["zhao2d"], "protocol": ["speaker_kfold"], "n_runs": 5,
-                            "wa_mean": [0.6], "wa_low": [0.55], "wa_high": [0.65],
-                            "uar_mean": [0.58], "uar_low": [0.5], "uar_high": [0.66]})
-    table = claims.claims_table(summary, "emodb").set_index(["source", "model"])
-    one_d = table.loc[("seed 002", "zhao1d")]
-    assert one_d["ours"] == "not run" and "not among this run's models" in one_d["verdict"]
-    sd = table.loc[("seed 000", "zhao2d")]             # model run, but not under the claim's protocol
-    assert sd["ours"] == "not run" and "not among" not in sd["verdict"]
+    with pytest.raises(Exception, match="protocols"):
+        analysis.paired_difference(pd.concat([res, res.assign(protocol="random")]), "a", "b")
 
 
 def test_default_models_follow_the_profile():

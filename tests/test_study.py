@@ -82,7 +82,7 @@ def test_results_table_predictions_and_skip_on_rerun(toy, tmp_path, capsys):
     assert capsys.readouterr().err.count("skipped") == 3
     pd.testing.assert_frame_equal(again.results, st.results)
     summary = st.summary(n_boot=50)
-    assert summary.loc[0, "n_runs"] == 3 and 0 <= summary.loc[0, "pooled_uar_low"] <= summary.loc[0, "pooled_uar"]
+    assert summary.loc[0, "n_runs"] == 3 and 0 <= summary.loc[0, "uar_low"] <= summary.loc[0, "uar"]
     assert st.confusion().to_numpy().sum() == len(toy)
 
 

@@ -134,10 +134,13 @@ def cmd_evaluate(args) -> int:
     with pd.option_context("display.width", 160, "display.max_columns", 30):
         print(f"study: {st.dir}\n")
         _print_results(res)
-        print("\nsummary (t-interval over runs; pooled = all test utterances, bootstrap 95% CI):")
-        cols = ["model", "protocol", "n_runs", "uar_mean", "uar_low", "uar_high", "wa_mean", "macro_f1_mean",
-                "pooled_uar", "pooled_uar_low", "pooled_uar_high"]
+        print("\nsummary (uar, wa: all test predictions pooled, with a 95 % bootstrap interval; *_mean: mean "
+              "over runs):")
+        cols = ["model", "protocol", "n_runs", "uar", "uar_low", "uar_high", "wa", "wa_low", "wa_high", "uar_mean",
+                "macro_f1_mean"]
         print(summary[[c for c in cols if c in summary]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        for method in summary["method"].unique() if "method" in summary else ():
+            print(f"interval: {method}")
         for model, protocol, labels, sel in groups:
             print(f"\n{model} / {protocol}: confusion matrix (rows true, columns predicted)")
             print(confusion_table(sel, labels).to_string())
