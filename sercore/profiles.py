@@ -195,7 +195,7 @@ PROFILES: dict[str, Profile] = {
                "lr_schedule": "cosine", "warmup_epochs": 2, "bn_momentum": 0.9, "class_weighting": True,
                "freq_masks": 2, "freq_mask_width": 8, "time_masks": 2, "time_mask_width": 4,
                "mixup_alpha": 0.2},
-        k=5, folds=None, seeds=(0, 1, 2), models=QUICK_MODELS, model_kwargs=windows_at_hop(512),
+        k=5, folds=None, seeds=(0, 1, 2), models=QUICK_MODELS, model_kwargs=windows_at_hop(512), converged=True,
         description="converged CPU study: 64-mel log-mels (32 ms hop), random 1 s crops scored over whole "
                     "utterances, SpecAugment + mixup, warm-up + cosine, early stopping (patience 8, <= 40 "
                     "epochs), 5 folds x 3 seeds, the 8 cheaper classifiers",
