@@ -182,7 +182,8 @@ def default_models(profile: str) -> list[str]:
 
 def run_grid(corpus: str, models: Sequence[str], protocols: Sequence[str], profile: str, *,
              seeds: Sequence[int] | None = None, results_root: str | os.PathLike | None = None,
-             name: str | None = None, variant: str | None = None, corpus_root=None, df=None, **study_kw):
+             name: str | None = None, variant: str | None = None, corpus_root=None, df=None, seed: int = 0,
+             **study_kw):
     """Train every (model, protocol) of a notebook with :func:`sercore.study.run_study`; resumable.
 
     Finished runs are reused (the study folder is ``<results_root>/<corpus>/<name or profile>``), so
@@ -193,7 +194,10 @@ def run_grid(corpus: str, models: Sequence[str], protocols: Sequence[str], profi
     models, protocols : sequence of str
     profile : str
     seeds : sequence of int, optional
-        Model seeds (default: the profile's).
+        Model seeds (default: the profile's for each protocol, :meth:`sercore.profiles.Profile.seeds_for`,
+        offset by ``seed``).
+    seed : int
+        Base seed added to the profile's seeds when ``seeds`` is not given.
     name : str, optional
         Study folder name (default: the profile's name). Give variants of one model (other
         ``model_kwargs``) their own name, since results are grouped by model name.
@@ -210,6 +214,7 @@ def run_grid(corpus: str, models: Sequence[str], protocols: Sequence[str], profi
     """
     import pandas as pd
 
+    from .profiles import get_profile
     from .study import LEAKY_SUFFIX, run_study
 
     if df is None and corpus_root is not None:
@@ -217,14 +222,15 @@ def run_grid(corpus: str, models: Sequence[str], protocols: Sequence[str], profi
 
         df = load_corpus(corpus, corpus_root)
     res, pred = [], []
+    prof = get_profile(profile)
     for model in models:
         for protocol in protocols:
-            st = run_study(corpus, model, protocol, profile, name=name, seeds=seeds, df=df,
+            use = list(seeds) if seeds is not None else [seed + s for s in prof.seeds_for(protocol)]
+            st = run_study(corpus, model, protocol, profile, name=name, seeds=use, df=df,
                            results_root=results_root, **study_kw)
             run_protocol = protocol + (LEAKY_SUFFIX if study_kw.get("augment_before_split") else "")
             r = st.results[(st.results["model"] == model) & (st.results["protocol"] == run_protocol)]
-            if seeds is not None:
-                r = r[r["seed"].isin(list(seeds))]
+            r = r[r["seed"].isin(use)]
             folds = study_kw.get("folds")
             if folds is not None:
                 r = r[r["fold"].isin(list(range(folds)) if isinstance(folds, int) else list(folds))]
