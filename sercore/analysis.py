@@ -48,7 +48,7 @@ def setup_notebook(data_dir: str | os.PathLike | None = None, results_dir: str |
     from . import plots
 
     if data_dir:
-        os.environ["SERCORE_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
+        os.environ["SERCORE_DATA_DIR"] = str(in_checkout_path(data_dir))
     enable_compilation_cache()
     plots.set_style()
     pd.set_option("display.precision", 3)
@@ -56,7 +56,17 @@ def setup_notebook(data_dir: str | os.PathLike | None = None, results_dir: str |
     pd.set_option("display.width", 160)
     if seed is not None:
         np.random.seed(seed)
-    return Path(results_dir).expanduser().resolve() if results_dir else config.results_dir()
+    return in_checkout_path(results_dir) if results_dir else config.results_dir()
+
+
+def in_checkout_path(path: str | os.PathLike) -> Path:
+    """An absolute path for a notebook parameter: relative paths are relative to the repository (the
+    report runner injects paths inside the checkout that way, see :func:`sercore.reports.run_notebooks`),
+    else to the working directory when sercore is not installed from a checkout."""
+    p = Path(path).expanduser()
+    if not p.is_absolute() and config.REPO_DIR is not None:
+        p = config.REPO_DIR / p
+    return p.resolve()
 
 
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:
