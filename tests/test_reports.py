@@ -181,3 +181,11 @@ def test_in_checkout_only_strips_the_checkout(tmp_path):
     assert reports._in_checkout("cwd /x/repo now", "/x/repo") == "cwd . now"
     assert reports._in_checkout("/x/repo-other/data", "/x/repo") == "/x/repo-other/data"
     assert reports.relative_paths({"a": ["/x/repo/a"], "n": 3}, "/x/repo") == {"a": ["a"], "n": 3}
+
+
+def test_rendered_tables_scroll_instead_of_clipping(nb_dir, tmp_path):
+    out = tmp_path / "reports"
+    reports.run_notebooks("toy", "smoke", notebooks="01", reports_dir=out, out_dir=tmp_path / "exec",
+                          notebook_dir=nb_dir, prepare_corpus=False, log=None)
+    html = (out / "toy" / "01_figure.html").read_text()
+    assert ".jp-OutputArea-output{overflow-x:auto" in html
