@@ -713,3 +713,40 @@ def convergence_statement(results, profile, *, table=None) -> str:
     else:
         text += f"Every run stopped on its own (early stopping on the validation speakers); {margin_text}."
     return text
+
+
+def listener_correlation(predictions, *, by: str = "variant", column: str = "recognition"):
+    """Spearman correlation between the listeners' recognition rate of an utterance and how often a
+    model classifies it correctly, computed for each model on its own.
+
+    Each model's predictions are reduced to one value per utterance (the share of that model's runs,
+    e.g. seeds, that got it right), so an utterance counts once per model; predictions of different
+    models are never pooled as if they were independent observations.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        :func:`with_corpus` output (``utt_id``, ``correct``, ``column`` and ``by`` columns).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model: ``utterances``, ``recognition min (%)``, ``recognition max (%)``,
+        ``spearman rho``, ``p``.
+    """
+    import numpy as np
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    rows = []
+    d = predictions[predictions[column].notna()]
+    for name, g in d.groupby(by, sort=False):
+        per = g.groupby("utt_id").agg(correct=("correct", "mean"), listeners=(column, "first"))
+        if len(per) > 2 and per["correct"].nunique() > 1 and per["listeners"].nunique() > 1:
+            rho, p = spearmanr(per["listeners"], per["correct"])
+        else:
+            rho, p = np.nan, np.nan
+        rows.append({by: name, "utterances": len(per), "recognition min (%)": float(per["listeners"].min()),
+                     "recognition max (%)": float(per["listeners"].max()), "spearman rho": float(rho),
+                     "p": float(p)})
+    return pd.DataFrame(rows).set_index(by) if rows else pd.DataFrame()
