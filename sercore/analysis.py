@@ -5,7 +5,10 @@
 * Training grids (resumable, shared between notebooks): :func:`run_grid`, :func:`classifiers`,
   :func:`default_models`.
 * Tables with intervals: :func:`summary_table`, :func:`paired_difference`, :func:`history_table`.
-* Error analysis: :func:`with_corpus`, :func:`per_run_scores`, :func:`load_run_model`, :func:`model_outputs`.
+* Error analysis: :func:`with_corpus`, :func:`per_run_scores`, :func:`load_run_model`, :func:`model_outputs`,
+  :func:`listener_correlation` (per model, never pooled over models).
+* What ran and how far it got, from each run's own records: :func:`run_configuration_table`,
+  :func:`convergence_table`, :func:`convergence_statement`, :func:`undecidable_margin`.
 
 The claims of the source documents and their verdicts are in :mod:`sercore.claims`; running the
 notebooks and rendering them is :mod:`sercore.reports`.
@@ -697,9 +700,14 @@ def convergence_statement(results, profile, *, table=None) -> str:
     not_conv = int(round((t["share not converged"] * t["runs"]).sum()))
     caps = "/".join(sorted(set("/".join(t["epoch cap"].astype(str)).split("/")), key=lambda c: (len(c), c)))
     margin = undecidable_margin(results) if "uar" in getattr(results, "columns", []) else float("nan")
-    margin_text = (f"differences below {100 * margin:.1f} points (the median 95 % half-width of a model's mean "
-                   f"UAR over its runs here) cannot be decided at this profile" if margin == margin else
-                   "with a single run per model no difference can be decided")
+    if margin != margin:
+        margin_text = "with one run per model the runs give no spread, so no difference between models can be decided"
+    elif margin < 1e-3:
+        margin_text = ("the runs of each model agree to the last utterance, so their spread cannot size which "
+                       "differences are decidable")
+    else:
+        margin_text = (f"differences below {100 * margin:.1f} points (the median 95 % half-width of a model's mean "
+                       f"UAR over its runs here) cannot be decided at this profile")
     declared = bool(getattr(prof, "converged", False))
     text = (f"**Convergence.** Profile **{prof.name}** is "
             f"{'meant to train until early stopping' if declared else 'not meant to converge (it is a reduced profile)'}. "
@@ -708,8 +716,11 @@ def convergence_statement(results, profile, *, table=None) -> str:
     if not_conv / max(n, 1) > 0.25:
         text += (f"These models are not converged: their scores understate what longer training reaches, "
                  f"rankings between them may change with it, and {margin_text}.")
+    elif hit / max(n, 1) > 0.5:
+        text += (f"Most runs were stopped by the cap, not by early stopping, so they may not be converged "
+                 f"(validation UAR had stopped rising in {hit - not_conv} of them); {margin_text}.")
     elif hit:
-        text += (f"Most runs settled before the cap, but {hit} did not stop on their own; {margin_text}.")
+        text += f"Most runs stopped on their own, but {hit} were cut off by the cap; {margin_text}."
     else:
         text += f"Every run stopped on its own (early stopping on the validation speakers); {margin_text}."
     return text

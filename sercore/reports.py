@@ -261,7 +261,6 @@ main{max-width:1100px;margin:auto}
 /* wide tables scroll sideways inside their output instead of being clipped at the page's edge */
 .jp-OutputArea-output{overflow-x:auto;max-width:100%}
 .jp-RenderedHTMLCommon table{max-width:none}
-.jp-RenderedHTMLCommon td,.jp-RenderedHTMLCommon th{white-space:nowrap}
 .jp-RenderedImage img{max-width:100%;height:auto}
 </style>
 """
