@@ -5,7 +5,10 @@
 * Training grids (resumable, shared between notebooks): :func:`run_grid`, :func:`classifiers`,
   :func:`default_models`.
 * Tables with intervals: :func:`summary_table`, :func:`paired_difference`, :func:`history_table`.
-* Error analysis: :func:`with_corpus`, :func:`per_run_scores`, :func:`load_run_model`, :func:`model_outputs`.
+* Error analysis: :func:`with_corpus`, :func:`per_run_scores`, :func:`load_run_model`, :func:`model_outputs`,
+  :func:`listener_correlation` (per model, never pooled over models).
+* What ran and how far it got, from each run's own records: :func:`run_configuration_table`,
+  :func:`convergence_table`, :func:`convergence_statement`, :func:`undecidable_margin`.
 
 The claims of the source documents and their verdicts are in :mod:`sercore.claims`; running the
 notebooks and rendering them is :mod:`sercore.reports`.
@@ -48,7 +51,7 @@ def setup_notebook(data_dir: str | os.PathLike | None = None, results_dir: str |
     from . import plots
 
     if data_dir:
-        os.environ["SERCORE_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
+        os.environ["SERCORE_DATA_DIR"] = str(in_checkout_path(data_dir))
     enable_compilation_cache()
     plots.set_style()
     pd.set_option("display.precision", 3)
@@ -56,7 +59,17 @@ def setup_notebook(data_dir: str | os.PathLike | None = None, results_dir: str |
     pd.set_option("display.width", 160)
     if seed is not None:
         np.random.seed(seed)
-    return Path(results_dir).expanduser().resolve() if results_dir else config.results_dir()
+    return in_checkout_path(results_dir) if results_dir else config.results_dir()
+
+
+def in_checkout_path(path: str | os.PathLike) -> Path:
+    """An absolute path for a notebook parameter: relative paths are relative to the repository (the
+    report runner injects paths inside the checkout that way, see :func:`sercore.reports.run_notebooks`),
+    else to the working directory when sercore is not installed from a checkout."""
+    p = Path(path).expanduser()
+    if not p.is_absolute() and config.REPO_DIR is not None:
+        p = config.REPO_DIR / p
+    return p.resolve()
 
 
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:
@@ -438,3 +451,368 @@ def model_outputs(saved, rows, *, attention: bool = False, batch_size: int = 32)
     if attention:
         out["attention"] = np.concatenate(weights)
     return out
+
+
+# ------------------------------------------------------------------- what ran, and how far it got
+def _run_records(study_or_results, models: Sequence[str] | None = None) -> list[dict]:
+    """One dict per finished run, ``{"model", "run_dir", "config", "result"}``, read from the runs'
+    own ``config.json`` and ``result.json``.
+
+    ``study_or_results`` is a :class:`sercore.study.Study`, a study folder (with ``runs/``), or a
+    results table with ``study_dir`` and ``run_id`` columns (:func:`run_grid`; its ``variant`` column,
+    when present, names the rows).
+    """
+    import pandas as pd
+
+    dirs: list[tuple[str | None, Path]] = []
+    if isinstance(study_or_results, pd.DataFrame):
+        r = study_or_results
+        for row in r.itertuples(index=False):
+            dirs.append((getattr(row, "variant", None), Path(row.study_dir) / "runs" / row.run_id))
+    else:
+        folder = Path(getattr(study_or_results, "dir", study_or_results))
+        if not (folder / "runs").is_dir():
+            from .errors import ConfigError
+
+            raise ConfigError(f"{folder} is not a study folder (no runs/ inside)")
+        dirs = [(None, d) for d in sorted((folder / "runs").iterdir()) if (d / "result.json").exists()]
+    out = []
+    for name, d in dirs:
+        try:
+            cfg = json.loads((d / "config.json").read_text())
+            res = json.loads((d / "result.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        name = name or cfg.get("model") or res.get("model")
+        if models is not None and name not in models and cfg.get("model") not in models:
+            continue
+        out.append({"model": name, "run_dir": d, "config": cfg, "result": res})
+    return out
+
+
+def _model_defaults(model: str) -> dict:
+    """Constructor defaults of a registered model (its builder's and its module's class keywords)."""
+    import importlib
+    import inspect
+
+    from . import models as _models
+
+    try:
+        entry = _models._entry(model)
+    except Exception:  # noqa: BLE001  (an unregistered name has no defaults to compare with)
+        return {}
+    module_name, fn_name = entry.builder.split(":")
+    module = importlib.import_module(f"sercore.models.{module_name}")
+    found: dict = {}
+    for obj in [getattr(module, fn_name)] + [v for v in vars(module).values()
+                                             if inspect.isclass(v) and v.__module__ == module.__name__]:
+        try:
+            sig = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj)
+        except (TypeError, ValueError):
+            continue
+        for p in sig.parameters.values():
+            if p.default is not inspect.Parameter.empty and p.name not in ("rngs",):
+                found.setdefault(p.name, p.default)
+    found.update(entry.defaults)
+    return found
+
+
+def _fmt_value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "(" + ", ".join(_fmt_value(x) for x in v) + ")"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_fmt_value(x)}" for k, x in v.items())
+    return str(v)
+
+
+def _same(a, b) -> bool:
+    norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731  (JSON turns tuples into lists)
+    return norm(a) == norm(b)
+
+
+#: Model keywords that cut the input into windows (shown in their own column).
+WINDOW_KEYS = ("window_size", "window_step", "segment_frames", "segment_step")
+
+
+def run_configuration_table(study_or_results, models: Sequence[str] | None = None):
+    """What was actually trained, per model, from each run's own ``config.json`` and ``result.json``.
+
+    Reports describe this table, never the models' defaults: a profile changes input sizes, window
+    lengths, dropouts and the training schedule.
+
+    Parameters
+    ----------
+    study_or_results : Study, path or DataFrame
+        A :class:`sercore.study.Study`, a study folder, or a results table from :func:`run_grid`
+        (rows are named by its ``variant`` column).
+    models : sequence of str, optional
+        Keep only these models / variants (in this order); default every model found.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``model``; columns ``runs``, ``input`` (features and shape), ``windowing``,
+        ``settings that differ from the model's defaults``, ``epochs run (min/median/max)``,
+        ``epoch cap``, ``best epoch (median)``, ``batch size``, ``learning rate``, ``augmentation``,
+        ``other training settings``. Where runs of one model differ, the distinct values are joined
+        with `` | ``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from .training import TrainConfig
+
+    train_defaults = TrainConfig().to_dict()
+    shown_train = {"epochs", "batch_size", "learning_rate", "lr_schedule", "optimizer", "seed", "patience",
+                   "min_epochs", "decay", "momentum", "eval_batch_size"}
+    by_model: dict[str, list[dict]] = {}
+    for rec in _run_records(study_or_results, models):
+        by_model.setdefault(rec["model"], []).append(rec)
+    order = [m for m in (models or []) if m in by_model] + [m for m in by_model if m not in (models or [])]
+
+    def joined(values) -> str:
+        return " | ".join(dict.fromkeys(values))
+
+    rows = []
+    for name in order:
+        recs = by_model[name]
+        inputs, windows, changed, lrs, augs, others, batches, caps = [], [], [], [], [], [], [], []
+        for rec in recs:
+            cfg = rec["config"]
+            feat, train, kw = cfg.get("features", {}), cfg.get("train", {}), cfg.get("model_kwargs") or {}
+            kind = feat.get("kind", "?")
+            if kind == "raw":
+                sr, dur = feat.get("sr", 16000), feat.get("duration", 0)
+                inputs.append(f"raw audio, {int(sr * dur)} samples ({_fmt_value(dur)} s at {sr} Hz)")
+            else:
+                sr, hop = feat.get("sr", 16000), feat.get("hop_length", 256)
+                try:
+                    from .features import FeatureConfig
+
+                    shape = " x ".join(map(str, FeatureConfig.from_dict(feat).shape))
+                except Exception:  # noqa: BLE001  (a record from another sercore version)
+                    shape = f"{feat.get('n_mels', '?')} mels"
+                inputs.append(f"{kind} {shape} "
+                              f"({_fmt_value(feat.get('duration'))} s, hop {hop} = {1000 * hop / sr:.0f} ms)")
+            defaults = _model_defaults(cfg.get("model", name))
+            eff = {**{k: v for k, v in defaults.items() if k in WINDOW_KEYS}, **kw}
+            win = {k: eff[k] for k in WINDOW_KEYS if k in eff}
+            if win:
+                hop_ms = 1000 * feat.get("hop_length", 256) / feat.get("sr", 16000)
+                if "window_size" in win:
+                    windows.append(f"{win['window_size']} frames ({win['window_size'] * hop_ms / 1000:.2f} s), "
+                                   f"step {win.get('window_step', '?')}")
+                else:
+                    windows.append(f"{win.get('segment_frames')} frames "
+                                   f"({win.get('segment_frames', 0) * hop_ms / 1000:.2f} s), "
+                                   f"step {win.get('segment_step', '?')}")
+            else:
+                windows.append("whole input")
+            diff = {k: v for k, v in kw.items() if k not in WINDOW_KEYS and k != "encoder"
+                    and not (k in defaults and _same(defaults[k], v))}
+            changed.append("; ".join(f"{k} {_fmt_value(v)} (default {_fmt_value(defaults[k])})" if k in defaults
+                                     else f"{k} {_fmt_value(v)}" for k, v in diff.items()) or "none")
+            batches.append(str(train.get("batch_size", "?")))
+            caps.append(str(train.get("epochs", "?")))
+            sched = train.get("lr_schedule", "constant")
+            extra = [f"{k.replace('_', ' ')} {_fmt_value(train[k])}" for k in sorted(train)
+                     if ("warmup" in k or "lr_" in k) and k != "lr_schedule"]
+            lrs.append(f"{train.get('optimizer', 'adam')} {_fmt_value(train.get('learning_rate', '?'))}, {sched}"
+                       + (f" ({', '.join(extra)})" if extra else "")
+                       + (f", decay {_fmt_value(train['decay'])}" if train.get("decay") else ""))
+            aug = cfg.get("augment")
+            aug_text = []
+            if aug:
+                aug_text.append(f"AWGN {_fmt_value(aug)}" if isinstance(aug, dict) else _fmt_value(aug))
+            if cfg.get("leaky"):
+                aug_text.append("LEAKY: augmented before the split")
+            aug_keys = [k for k in train if any(w in k for w in ("mix", "mask", "crop", "specaug", "augment"))]
+            aug_text += [f"{k.replace('_', ' ')} {_fmt_value(train[k])}" for k in sorted(aug_keys)
+                         if train[k] not in (None, False, 0, 0.0, {}, [])]
+            augs.append("; ".join(aug_text) or "none")
+            rest = {k: v for k, v in train.items() if k not in shown_train and k not in aug_keys
+                    and "warmup" not in k and "lr_" not in k
+                    and not (k in train_defaults and _same(train_defaults[k], v))}
+            rest.update({k: train[k] for k in ("patience", "min_epochs") if k in train})
+            others.append(", ".join(f"{k.replace('_', ' ')} {_fmt_value(v)}" for k, v in rest.items()) or "none")
+        epochs = np.array([r["result"].get("epochs", np.nan) for r in recs], dtype=float)
+        best = np.array([r["result"].get("best_epoch", np.nan) for r in recs], dtype=float)
+        rows.append({"model": name, "runs": len(recs), "input": joined(inputs), "windowing": joined(windows),
+                     "settings that differ from the model's defaults": joined(changed),
+                     "epochs run (min/median/max)": f"{np.nanmin(epochs):.0f} / {np.nanmedian(epochs):g} / "
+                                                    f"{np.nanmax(epochs):.0f}",
+                     "epoch cap": joined(caps), "best epoch (median)": f"{np.nanmedian(best):g}",
+                     "batch size": joined(batches), "learning rate": joined(lrs), "augmentation": joined(augs),
+                     "other training settings": joined(others)})
+    return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
+
+
+#: Epochs at the end of a run that decide whether validation UAR was still rising.
+RISING_WINDOW = 3
+
+
+def _still_rising(history: Sequence[dict], window: int = RISING_WINDOW) -> bool:
+    """True when validation UAR was still going up at the end of a run: its best value is in the last
+    ``window`` epochs and the least-squares slope over those epochs is positive."""
+    import numpy as np
+
+    v = np.array([h.get("val_uar") for h in history if h.get("val_uar") is not None], dtype=float)
+    if v.size < 2:
+        return v.size == 1
+    tail = v[-min(window, v.size):]
+    slope = np.polyfit(np.arange(tail.size), tail, 1)[0] if tail.size > 1 else 0.0
+    return bool(int(np.argmax(v)) >= v.size - tail.size and slope > 0)
+
+
+def convergence_table(results):
+    """How far each model's runs are from convergence, from the ``history`` in each run's result.json.
+
+    Parameters
+    ----------
+    results : DataFrame, Study or path
+        Runs as for :func:`run_configuration_table` (a :func:`run_grid` table, a Study or its folder).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model: ``runs``, ``stopped early`` (runs stopped by patience before the cap),
+        ``hit the epoch cap``, ``epoch cap``, ``epochs run (median)``, ``best epoch (median)``,
+        ``best epoch = last epoch`` (runs), ``still rising at the end`` (runs whose validation UAR
+        rose over the last :data:`RISING_WINDOW` epochs, with its best among them), and
+        ``share not converged`` (runs that hit the cap while still rising).
+    """
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    by_model: dict[str, list[dict]] = {}
+    for rec in _run_records(results):
+        by_model.setdefault(rec["model"], []).append(rec)
+    for name, recs in by_model.items():
+        cap = np.array([rec["config"].get("train", {}).get("epochs", np.nan) for rec in recs], float)
+        run = np.array([rec["result"].get("epochs", len(rec["result"].get("history", []))) for rec in recs], float)
+        best = np.array([rec["result"].get("best_epoch", np.nan) for rec in recs], float)
+        early = np.array([bool(rec["result"].get("stopped_early")) for rec in recs])
+        hit = (~early) & (run >= cap)
+        rising = np.array([_still_rising(rec["result"].get("history", [])) for rec in recs])
+        caps = sorted({int(c) for c in cap if c == c})
+        rows.append({"model": name, "runs": len(recs), "stopped early": int(early.sum()),
+                     "hit the epoch cap": int(hit.sum()), "epoch cap": "/".join(map(str, caps)),
+                     "epochs run (median)": float(np.median(run)), "best epoch (median)": float(np.nanmedian(best)),
+                     "best epoch = last epoch": int((best == run).sum()),
+                     "still rising at the end": int(rising.sum()),
+                     "share not converged": float((hit & rising).mean())})
+    return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
+
+
+def undecidable_margin(results, *, metric: str = "uar") -> float:
+    """The median, over (variant, protocol) groups, of the 95 % t-interval half-width of the mean
+    ``metric`` over runs (a fraction): differences between two models smaller than this cannot be
+    told from the spread of the runs. NaN when no group has two runs."""
+    import numpy as np
+
+    from .metrics import spread
+
+    keys = [k for k in ("variant", "protocol") if k in results.columns] or ["model"]
+    halves = []
+    for _, g in results.groupby(keys):
+        v = g[metric].dropna().to_numpy(float)
+        if v.size > 1:
+            s = spread(v)
+            halves.append((s["high"] - s["low"]) / 2)
+    return float(np.median(halves)) if halves else float("nan")
+
+
+def convergence_statement(results, profile, *, table=None) -> str:
+    """One paragraph (Markdown) on how far a report's runs are from convergence, for the top of a report.
+
+    Parameters
+    ----------
+    results : DataFrame
+        The report's runs (:func:`run_grid`; ``uar`` column for the undecidable margin).
+    profile : str or Profile
+        Its profile; ``getattr(profile, "converged", False)`` says whether the profile is meant to
+        train to convergence.
+    table : DataFrame, optional
+        :func:`convergence_table` of ``results`` when already computed.
+
+    Returns
+    -------
+    str
+        E.g. "**Convergence.** 7 of 40 runs stopped early; 33 hit the 8-epoch cap, 30 of them while
+        validation UAR was still rising: these models are not converged, and differences below 12.3
+        points cannot be decided at this profile."
+    """
+    from .profiles import get_profile
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    t = convergence_table(results) if table is None else table
+    if t is None or not len(t):
+        return "**Convergence.** No finished runs to judge."
+    n, early, hit = int(t["runs"].sum()), int(t["stopped early"].sum()), int(t["hit the epoch cap"].sum())
+    not_conv = int(round((t["share not converged"] * t["runs"]).sum()))
+    caps = "/".join(sorted(set("/".join(t["epoch cap"].astype(str)).split("/")), key=lambda c: (len(c), c)))
+    margin = undecidable_margin(results) if "uar" in getattr(results, "columns", []) else float("nan")
+    if margin != margin:
+        margin_text = "with one run per model the runs give no spread, so no difference between models can be decided"
+    elif margin < 1e-3:
+        margin_text = ("the runs of each model agree to the last utterance, so their spread cannot size which "
+                       "differences are decidable")
+    else:
+        margin_text = (f"differences below {100 * margin:.1f} points (the median 95 % half-width of a model's mean "
+                       f"UAR over its runs here) cannot be decided at this profile")
+    declared = bool(getattr(prof, "converged", False))
+    text = (f"**Convergence.** Profile **{prof.name}** is "
+            f"{'meant to train until early stopping' if declared else 'not meant to converge (it is a reduced profile)'}. "
+            f"{early} of {n} runs stopped early; {hit} hit the {caps}-epoch cap"
+            + (f", {not_conv} of them while validation UAR was still rising" if hit else "") + ". ")
+    if not_conv / max(n, 1) > 0.25:
+        text += (f"These models are not converged: their scores understate what longer training reaches, "
+                 f"rankings between them may change with it, and {margin_text}.")
+    elif hit / max(n, 1) > 0.5:
+        text += (f"Most runs were stopped by the cap, not by early stopping, so they may not be converged "
+                 f"(validation UAR had stopped rising in {hit - not_conv} of them); {margin_text}.")
+    elif hit:
+        text += f"Most runs stopped on their own, but {hit} were cut off by the cap; {margin_text}."
+    else:
+        text += f"Every run stopped on its own (early stopping on the validation speakers); {margin_text}."
+    return text
+
+
+def listener_correlation(predictions, *, by: str = "variant", column: str = "recognition"):
+    """Spearman correlation between the listeners' recognition rate of an utterance and how often a
+    model classifies it correctly, computed for each model on its own.
+
+    Each model's predictions are reduced to one value per utterance (the share of that model's runs,
+    e.g. seeds, that got it right), so an utterance counts once per model; predictions of different
+    models are never pooled as if they were independent observations.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        :func:`with_corpus` output (``utt_id``, ``correct``, ``column`` and ``by`` columns).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model: ``utterances``, ``recognition min (%)``, ``recognition max (%)``,
+        ``spearman rho``, ``p``.
+    """
+    import numpy as np
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    rows = []
+    d = predictions[predictions[column].notna()]
+    for name, g in d.groupby(by, sort=False):
+        per = g.groupby("utt_id").agg(correct=("correct", "mean"), listeners=(column, "first"))
+        if len(per) > 2 and per["correct"].nunique() > 1 and per["listeners"].nunique() > 1:
+            rho, p = spearmanr(per["listeners"], per["correct"])
+        else:
+            rho, p = np.nan, np.nan
+        rows.append({by: name, "utterances": len(per), "recognition min (%)": float(per["listeners"].min()),
+                     "recognition max (%)": float(per["listeners"].max()), "spearman rho": float(rho),
+                     "p": float(p)})
+    return pd.DataFrame(rows).set_index(by) if rows else pd.DataFrame()

@@ -27,6 +27,86 @@ EMOTION_ABBREV = {"anger": "ang", "boredom": "bor", "disgust": "dis", "fear": "f
 _PALETTE = "colorblind"
 _CMAP = "magma"
 
+#: Resolution reports render figures at (``set_style``'s default dpi; inline PNGs are saved at it).
+RENDER_DPI = 100
+#: Widest figure, in pixels at :data:`RENDER_DPI` and including legends outside the axes, that fits a
+#: laptop-width report page (the report body is 1,100 px wide) without being shrunk.
+MAX_WIDTH_PX = 1000
+#: Most colours one panel may use before it is faceted into several panels: beyond ~5, lines and
+#: bands of the colorblind palette can no longer be told apart.
+MAX_COLOURS = 5
+#: Widest figure size in inches that still leaves room for a legend beside it.
+_MAX_W = MAX_WIDTH_PX / RENDER_DPI
+_LEGEND_W = 1.9
+
+#: Display names of codes that appear in figures. Protocols are named as everywhere else in sercore
+#: (:func:`sercore.protocols.protocol_label`); models keep their registry names, which every table
+#: and text of the reports uses too. :func:`display_name` is the one place codes become labels.
+MODEL_NAMES: dict[str, str] = {}
+_LEAKY = "+leaky-augmentation"
+
+
+def display_name(code) -> str:
+    """The label a figure shows for a code: protocols as :func:`sercore.protocols.protocol_label`
+    (``speaker_kfold`` -> ``speaker-independent``; ``loso`` adds "(LOSO)", the leaky augmentation
+    variant adds "+ leaky augmentation"), models by :data:`MODEL_NAMES`, anything else unchanged.
+
+    >>> display_name("speaker_kfold"), display_name("random+leaky-augmentation"), display_name("zhao2d")
+    ('speaker-independent', 'speaker-dependent + leaky augmentation', 'zhao2d')
+    """
+    from .protocols import PROTOCOLS, protocol_label
+
+    text = str(code)
+    base, _, rest = text.partition("+")
+    if base in PROTOCOLS:
+        label = protocol_label(base) + (" (LOSO)" if base == "loso" else "")
+        if rest:
+            label += " + " + rest.replace("-", " ")
+        return label
+    return MODEL_NAMES.get(text, text)
+
+
+def display_names(values) -> list[str]:
+    """:func:`display_name` of each value."""
+    return [display_name(v) for v in values]
+
+
+def _shown(data, *cols):
+    """``data`` with the named columns' codes replaced by their display names."""
+    cols = [c for c in cols if c is not None and c in data.columns]
+    return data.assign(**{c: data[c].map(display_name) for c in cols}) if cols else data
+
+
+def rendered_width_px(fig: Figure, dpi: int = RENDER_DPI) -> int:
+    """Width in pixels of ``fig`` as a report embeds it (PNG at ``dpi``, ``bbox_inches="tight"`` like
+    the notebook's inline backend, so legends outside the axes count)."""
+    import io
+
+    import matplotlib.image as mpimg
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    buf.seek(0)
+    return int(mpimg.imread(buf, format="png").shape[1])
+
+
+def _legend_outside(ax, title: str | None = None, **kw) -> None:
+    """Move an axes' legend beside the data (right of the axes), never over it."""
+    handles, labels = ax.get_legend_handles_labels()
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    if handles:
+        ax.legend(handles, labels, title=title, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                  title_fontsize=9, frameon=False, **kw)
+
+
+def _groups(values, per: int = MAX_COLOURS) -> list[list]:
+    """``values`` cut into as few groups as keep each at most ``per`` long, of near-equal sizes."""
+    values = list(values)
+    n = max(1, -(-len(values) // per))
+    size = -(-len(values) // n)
+    return [values[i:i + size] for i in range(0, len(values), size)] or [[]]
+
 
 def set_style(dpi: int = 100) -> None:
     """Apply sercore's one figure style (seaborn ``whitegrid``, colorblind palette, readable sizes).
@@ -106,7 +186,7 @@ def corpus_counts(df, title: str = "Utterances per emotion, speaker and gender")
     """
     import seaborn as sns
 
-    fig, axes = _figure(3, 1, size=(13, 3.6), width_ratios=[1.2, 1.6, 0.6])
+    fig, axes = _figure(3, 1, size=(_MAX_W - 0.2, 3.6), width_ratios=[1.2, 1.6, 0.6])
     order = emotion_order(df["emotion"])
     counts = df["emotion"].value_counts().reindex(order)
     sns.barplot(x=counts.index, y=counts.values, hue=counts.index, palette=emotion_palette(order),
@@ -166,7 +246,10 @@ def logmel_grid(examples: Mapping[str, np.ndarray], *, sr: int, hop_length: int,
 
     names = [e for e in emotion_order(list(examples))]
     nrows = int(np.ceil(len(names) / ncols))
-    fig, axes = _figure(ncols, nrows, size=(3.3 * ncols, 2.6 * nrows), sharey=True)
+    ncols = max(1, min(ncols, len(names)))
+    nrows = int(np.ceil(len(names) / ncols))
+    width = min(3.3 * ncols, _MAX_W - 1.0)   # room for the colour bar
+    fig, axes = _figure(ncols, nrows, size=(width, 2.6 * nrows * width / (3.3 * ncols)), sharey=True)
     images = [np.asarray(examples[n])[..., 0] if np.ndim(examples[n]) == 3 else np.asarray(examples[n])
               for n in names]
     vmin = min(float(np.min(s)) for s in images)
@@ -210,36 +293,54 @@ def crop_loss(frames_lost, title: str = "What fixed-length cropping cuts off") -
 # ----------------------------------------------------------------------------------------- training
 def learning_curves(history, *, x: str = "epoch", y: str = "value", hue: str | None = "split",
                     col: str | None = "metric", units: Mapping[str, str] | None = None,
-                    title: str = "Learning curves") -> Figure:
+                    title: str = "Learning curves", band: bool = True) -> Figure:
     """Line plots of training histories, one panel per ``col`` value (e.g. loss, accuracy).
+
+    At most :data:`MAX_COLOURS` ``hue`` values share a panel: with more (e.g. 8 models), the panels
+    are repeated in rows, each row with its own group of hue values and its legend beside it.
 
     Parameters
     ----------
     history : pandas.DataFrame
         Long table: one row per (run, epoch, split, metric) with columns ``x``, ``y``, ``hue``, ``col``.
-        Several runs (seeds, folds) at the same epoch are averaged with a 95 % band.
+        Several runs (seeds, folds) at the same epoch are averaged; the band is the range of the
+        middle 95 % of runs' values (seaborn ``("pi", 95)``: a spread of runs, not a confidence
+        interval of the mean).
     units : mapping, optional
         Unit label per panel, e.g. ``{"loss": "cross-entropy (nats)", "accuracy": "accuracy (%)"}``.
+    band : bool
+        Draw the spread band (off: mean lines only).
     """
     import seaborn as sns
 
+    history = _shown(history, hue, col)
     panels = list(dict.fromkeys(history[col])) if col else [None]
-    fig, axes = _figure(len(panels), 1, size=(4.6 * len(panels), 3.6))
-    for ax, panel in zip(axes.flat, panels):
-        data = history if panel is None else history[history[col] == panel]
-        sns.lineplot(data=data, x=x, y=y, hue=hue, ax=ax, errorbar=("ci", 95), marker="o" if
-                     data[x].nunique() < 15 else None)
-        ylabel = (units or {}).get(panel, str(panel) if panel is not None else y)
-        _label(ax, str(panel) if panel is not None else title, f"{x} (count)" if x == "epoch" else x, ylabel)
-    many = hue is not None and history[hue].nunique() > 3
-    if many:   # one legend beside the panels instead of one over each panel's lines
-        handles, labels = axes.flat[0].get_legend_handles_labels()
-        for ax in axes.flat:
+    hues = list(dict.fromkeys(history[hue])) if hue else [None]
+    rows = _groups(hues) if hue else [[None]]
+    # each row restarts the palette: a colour is unique within its panel and named by that row's legend
+    colours = {h: c for r in rows for h, c in zip(r, sns.color_palette(_PALETTE, len(r)))}
+    legend = hue is not None and len(hues) > 1
+    pw = min(4.6, (_MAX_W - (_LEGEND_W if legend else 0)) / len(panels))
+    fig, axes = _figure(len(panels), len(rows), size=(pw * len(panels), 3.0 * len(rows) + 0.6), sharex=True)
+    for i, group in enumerate(rows):
+        for j, panel in enumerate(panels):
+            ax = axes[i, j]
+            data = history if panel is None else history[history[col] == panel]
+            if hue:
+                data = data[data[hue].isin(group)]
+            sns.lineplot(data=data, x=x, y=y, hue=hue, hue_order=group if hue else None,
+                         palette={h: colours[h] for h in group} if hue else None, ax=ax,
+                         errorbar=("pi", 95) if band else None,
+                         marker="o" if data[x].nunique() < 15 else None, markersize=4)
+            ylabel = (units or {}).get(panel, str(panel) if panel is not None else y)
+            _label(ax, (str(panel) if panel is not None else "") if i == 0 else "",
+                   (f"{x} (count)" if x == "epoch" else x) if i == len(rows) - 1 else "", ylabel)
             if ax.get_legend() is not None:
                 ax.get_legend().remove()
-        fig.legend(handles, labels, title=hue, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
-                   title_fontsize=9, frameon=False)
-    fig.suptitle(title)
+        if legend:
+            _legend_outside(axes[i, -1], title={"variant": "model"}.get(hue, hue))
+    note = " (line: mean over runs; band: middle 95 % of runs)" if band else " (mean over runs)"
+    fig.suptitle(title + note if len(title) < 70 else title)
     return fig
 
 
@@ -258,10 +359,11 @@ def results_ci(summary, *, y: str = "model", value: str = "mean", low: str = "ci
     """
     import seaborn as sns
 
+    summary = _shown(summary, y, hue)
     rows = list(dict.fromkeys(summary[y]))
     groups = list(dict.fromkeys(summary[hue])) if hue else [None]
     colours = sns.color_palette(_PALETTE, len(groups))
-    fig, axes = _figure(size=(7.5, 0.45 * len(rows) * max(1, len(groups) * 0.6) + 1.6))
+    fig, axes = _figure(size=(_MAX_W - _LEGEND_W - 0.6, 0.45 * len(rows) * max(1, len(groups) * 0.6) + 1.6))
     ax = axes[0, 0]
     offset = np.linspace(-0.2, 0.2, len(groups)) if len(groups) > 1 else [0.0]
     for k, g in enumerate(groups):
@@ -277,7 +379,7 @@ def results_ci(summary, *, y: str = "model", value: str = "mean", low: str = "ci
     ax.invert_yaxis()
     _label(ax, title, xlabel, str(y))
     if len(groups) > 1 or reference:
-        ax.legend(loc="best", fontsize=8)
+        _legend_outside(ax)
     return fig
 
 
@@ -297,12 +399,12 @@ def metric_vs(data, *, x: str, y: str = "uar", hue: str | None = None, xlabel: s
 
     fig, axes = _figure(size=(6.5, 3.8))
     ax = axes[0, 0]
-    d = data.assign(**{y: scale * data[y].astype(float)})
-    sns.lineplot(data=d, x=x, y=y, hue=hue, marker="o", errorbar=("ci", 95), ax=ax,
-                 **({} if hue else {"label": "mean over runs (band: 95 % CI)"}))
+    d = _shown(data, hue).assign(**{y: scale * data[y].astype(float)})
+    sns.lineplot(data=d, x=x, y=y, hue=hue, marker="o", errorbar=("pi", 95), ax=ax,
+                 **({} if hue else {"label": "mean over runs\n(band: middle 95 % of runs)"}))
     if chance is not None:
         ax.axhline(scale * chance, color="grey", ls="--", lw=1, label="chance")
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     if logx:
         from matplotlib.ticker import NullFormatter, ScalarFormatter
 
@@ -346,26 +448,40 @@ def grouped_bars(data, *, x: str, y: str, hue: str | None = None, xlabel: str, y
                  order: Sequence[str] | None = None, rotate: int = 0) -> Figure:
     """Bars of a metric per group (per-emotion recall, per-speaker or per-gender accuracy), 95 % CI.
 
+    At most :data:`MAX_COLOURS` ``hue`` values share a panel; with more (e.g. 8 models), the figure is
+    faceted into rows of panels with a shared y axis, each with its legend beside it, so that it stays
+    within :data:`MAX_WIDTH_PX`.
+
     Parameters
     ----------
     data : pandas.DataFrame
-        Rows with columns ``x``, ``y`` (fraction), ``hue``; several rows per bar (runs) give a CI.
+        Rows with columns ``x``, ``y`` (fraction), ``hue``; several rows per bar (runs) give a CI
+        (seaborn's bootstrap over the rows).
     """
     import seaborn as sns
 
-    n = data[x].nunique() * (data[hue].nunique() if hue else 1)
-    fig, axes = _figure(size=(max(5.0, 0.32 * n + 2.5), 3.8))
-    ax = axes[0, 0]
-    d = data.assign(**{y: scale * data[y].astype(float)})
-    palette = gender_palette(d[hue]) if hue == "gender" else None
-    sns.barplot(data=d, x=x, y=y, hue=hue, order=order, errorbar=("ci", 95), capsize=0.1, ax=ax,
-                err_kws={"linewidth": 1}, palette=palette)
-    if chance is not None:
-        ax.axhline(scale * chance, color="grey", ls="--", lw=1, label="chance")
-        ax.legend(fontsize=8)
-    if rotate:
-        ax.tick_params(axis="x", rotation=rotate)
-    _label(ax, title, xlabel, ylabel)
+    d = _shown(data, x, hue).assign(**{y: scale * data[y].astype(float)})
+    order = display_names(order) if order is not None else list(dict.fromkeys(d[x]))
+    order = [o for o in order if o in set(d[x])]
+    hues = list(dict.fromkeys(d[hue])) if hue else [None]
+    rows = _groups(hues) if hue else [[None]]
+    legend = hue is not None or chance is not None
+    width = min(max(5.0, 0.28 * len(order) * len(rows[0]) + 2.0), _MAX_W - (_LEGEND_W if legend else 0))
+    fig, axes = _figure(1, len(rows), size=(width, 3.3 * len(rows) + 0.5), sharey=True)
+    for i, group in enumerate(rows):
+        ax = axes[i, 0]
+        sub = d[d[hue].isin(group)] if hue else d
+        palette = (gender_palette(group) if hue == "gender" else
+                   dict(zip(group, sns.color_palette(_PALETTE, len(group)))) if hue else None)
+        sns.barplot(data=sub, x=x, y=y, hue=hue, order=order, hue_order=group if hue else None,
+                    errorbar=("ci", 95), capsize=0.1, ax=ax, err_kws={"linewidth": 1}, palette=palette)
+        if chance is not None:
+            ax.axhline(scale * chance, color="grey", ls="--", lw=1, label="chance")
+        if rotate:
+            ax.tick_params(axis="x", rotation=rotate)
+        _label(ax, title if i == 0 else "", xlabel if i == len(rows) - 1 else "", ylabel)
+        if legend:
+            _legend_outside(ax, title={"variant": "model"}.get(hue, hue))
     return fig
 
 
@@ -386,10 +502,13 @@ def binned_error(data, *, x: str, error: str = "error", bins: Sequence[float], x
     order = [f"{bins[i]:g}-{bins[i + 1]:g}" for i in range(len(bins) - 1)]
     d = data.assign(_bin=pd.cut(data[x], bins=bins, labels=order, include_lowest=True).astype(str),
                     _err=100 * data[error].astype(float))
+    d = _shown(d, hue)
     fig, axes = _figure(size=(7, 3.8))
     ax = axes[0, 0]
     sns.barplot(data=d, x="_bin", y="_err", hue=hue, order=[o for o in order if o in set(d["_bin"])],
                 errorbar=("ci", 95), capsize=0.1, ax=ax, err_kws={"linewidth": 1})
+    if hue:
+        _legend_outside(ax, title={"variant": "model"}.get(hue, hue))
     counts = d["_bin"].value_counts()
     shown = [o for o in order if o in set(d["_bin"])]
     ax.set_xticks(range(len(shown)), [f"{b}\nn={counts[b]}" for b in shown])
@@ -469,6 +588,7 @@ def training_time(summary, *, y: str = "model", value: str = "train_s", title: s
     """Horizontal bars of mean training time per run (s)."""
     import seaborn as sns
 
+    summary = _shown(summary, y)
     fig, axes = _figure(size=(6.5, 0.35 * summary[y].nunique() + 1.5))
     sns.barplot(data=summary, y=y, x=value, errorbar=("ci", 95), ax=axes[0, 0], color="C0")
     _label(axes[0, 0], title, "wall time (s)", str(y))

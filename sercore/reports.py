@@ -258,6 +258,10 @@ _HEADER_CSS = """
 body:not(.sercore-show-code) .jp-CodeCell .jp-Cell-inputWrapper{display:none}
 body:not(.sercore-show-code) .jp-CodeCell:not(:has(.jp-OutputArea-child)){display:none}
 main{max-width:1100px;margin:auto}
+/* wide tables scroll sideways inside their output instead of being clipped at the page's edge */
+.jp-OutputArea-output{overflow-x:auto;max-width:100%}
+.jp-RenderedHTMLCommon table{max-width:none}
+.jp-RenderedImage img{max-width:100%;height:auto}
 </style>
 """
 
@@ -277,12 +281,28 @@ def _header_html(meta: Mapping[str, Any]) -> str:
             f'notebook <code>{_html.escape(_in_checkout(meta.get("executed_notebook", "")))}</code>.</div>')
 
 
-def _in_checkout(value) -> str:
-    """``str(value)`` with this checkout's absolute path dropped (committed reports name no home folders)."""
+def _in_checkout(value, checkout: str | os.PathLike | None = None) -> str:
+    """``str(value)`` with the checkout's absolute path dropped: paths inside it become relative to the
+    repository (``/home/me/sercore/data`` -> ``data``, the checkout itself -> ``.``), so committed
+    reports and manifests name no machine's folders."""
     text = str(value)
-    if config.REPO_DIR is not None:
-        text = text.replace(str(config.REPO_DIR) + os.sep, "").replace(str(config.REPO_DIR), ".")
+    root = checkout if checkout is not None else config.REPO_DIR
+    if root is not None:
+        root = str(root).rstrip(os.sep)
+        text = text.replace(root + os.sep, "")
+        text = re.sub(re.escape(root) + r"(?![\w.-])", ".", text)
     return text
+
+
+def relative_paths(obj, checkout: str | os.PathLike | None = None):
+    """``obj`` (str, or nested dicts / lists of them) with :func:`_in_checkout` applied to every string."""
+    if isinstance(obj, str):
+        return _in_checkout(obj, checkout)
+    if isinstance(obj, Mapping):
+        return {k: relative_paths(v, checkout) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(relative_paths(v, checkout) for v in obj)
+    return obj
 
 
 def render_html(nb, html_path: str | os.PathLike, meta: Mapping[str, Any] | None = None) -> Path:
@@ -313,6 +333,7 @@ def render_html(nb, html_path: str | os.PathLike, meta: Mapping[str, Any] | None
     body = body.replace("</head>", _HEADER_CSS + "</head>", 1)
     if meta is not None:
         body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + "\n" + _header_html(meta), body, count=1)
+    body = _in_checkout(body)   # injected parameters, printed paths, warnings: relative to the repository
     html_path = Path(html_path)
     _atomic_write_text(html_path, body)
     return html_path
@@ -332,7 +353,7 @@ def _read_manifest(folder: Path) -> dict:
 
 def _update_manifest(folder: Path, meta: Mapping[str, Any]) -> None:
     manifest = _read_manifest(folder)
-    manifest["reports"][meta["name"]] = dict(meta)
+    manifest["reports"][meta["name"]] = relative_paths(dict(meta))
     _atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
@@ -371,7 +392,7 @@ def run_notebooks(corpus: str = "synthetic", profile: str = "quick",
         Load the corpus first (generating a synthetic one if missing), so a missing corpus fails fast
         with the fix named, before any notebook starts.
     index : bool
-        Rewrite ``reports/index.html`` after each report.
+        Rewrite ``reports/index.html`` and the provenance of ``reports/README.md`` after each report.
     log : callable
         Called with one line per notebook (``print`` by default; ``None`` for silence).
 
@@ -398,8 +419,10 @@ def run_notebooks(corpus: str = "synthetic", profile: str = "quick",
         from .corpora import load_corpus
 
         log(f"corpus {corpus}: {len(load_corpus(corpus, (params or {}).get('corpus_root')))} utterances")
-    injected = {"corpus": corpus, "profile": profile, "data_dir": str(config.data_dir()),
-                "results_dir": str(config.results_dir()), "interactive": False}
+    # paths inside the checkout are injected relative to it (the executed notebook, its HTML and the
+    # manifest then name no machine's folders); analysis.setup_notebook resolves them against it
+    injected = {"corpus": corpus, "profile": profile, "data_dir": _in_checkout(config.data_dir()),
+                "results_dir": _in_checkout(config.results_dir()), "interactive": False}
     injected.update(params or {})
     commit = git_commit()
     done = []
@@ -426,11 +449,12 @@ def run_notebooks(corpus: str = "synthetic", profile: str = "quick",
                 "corpus": corpus, "profile": profile,
                 "date": start_date.strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
                 "runtime_s": round(runtime, 1), "parameters": _jsonable(injected),
-                "executed_notebook": str(executed)}
+                "executed_notebook": _in_checkout(executed)}
         html = render_html(nb, folder / f"{name}.html", meta)
         _update_manifest(folder, meta)
         if index:
             write_index(root)
+            write_readme(root)
         log(f"[{name}] done in {_fmt_seconds(runtime)} -> {html}")
         done.append(meta)
     return done
@@ -509,4 +533,56 @@ profile and sercore commit listed here.</p>
 """
     path = root / INDEX_NAME
     _atomic_write_text(path, page)
+    return path
+
+
+# ------------------------------------------------------------------------------------------- README
+README_NAME = "README.md"
+
+_README_HEAD = """\
+# reports/
+
+Rendered results of the study: `index.html` (open it in a browser) links one HTML report per
+notebook and corpus, `reports/<corpus>/<notebook>.html`. Each report's header gives its corpus,
+profile, date, sercore commit and run time, and `reports/<corpus>/manifest.json` keeps the same record
+for every report (paths in it are relative to the repository). Everything here is written by
+`make reports` / `python -m sercore reports` (see the top-level README); this file too: its
+provenance section below is generated from the manifests each time a report is rendered, so it cannot
+disagree with them. Run times count only the training a pass did; finished runs are reused across
+passes (run ids hash every setting), so a report's run time can be far below the from-scratch cost
+listed in `sercore/profiles.py`.
+
+`synthetic/` is what `make reports` writes on a fresh clone (the built-in synthetic corpus); it is
+not committed, since anyone can regenerate it offline.
+"""
+
+
+def write_readme(reports_dir: str | os.PathLike | None = None) -> Path:
+    """Write ``reports/README.md``: fixed text plus a provenance table per corpus generated from the
+    manifests (report, profile, commit, date, run time), never typed in by hand."""
+    root = Path(reports_dir) if reports_dir is not None else config.reports_dir()
+    by_corpus: dict[str, list[dict]] = {}
+    for meta in list_reports(root):
+        by_corpus.setdefault(meta["corpus"], []).append(meta)
+    lines = [_README_HEAD, "## Provenance (generated from the manifests)", ""]
+    if not by_corpus:
+        lines.append("No reports yet: run `make reports`.")
+    for corpus, metas in sorted(by_corpus.items()):
+        commits = sorted({str(m.get("commit", "?")) for m in metas})
+        profiles = sorted({str(m.get("profile", "?")) for m in metas})
+        dates = sorted(str(m.get("date", "")) for m in metas)
+        total = sum(float(m.get("runtime_s", 0)) for m in metas)
+        lines += [f"### {corpus}", "",
+                  f"{len(metas)} report(s) at profile {', '.join(f'`{p}`' for p in profiles)}, rendered "
+                  + (f"from commit `{commits[0]}`" if len(commits) == 1 else
+                     f"from {len(commits)} commits ({', '.join(f'`{c}`' for c in commits)})")
+                  + f", {dates[0]} to {dates[-1]}; {_fmt_seconds(total)} of notebook run time in all. "
+                  f"Record: `{corpus}/{MANIFEST_NAME}`.", "",
+                  "| report | profile | commit | date | run time |", "|---|---|---|---|---|"]
+        lines += [f"| [{m.get('title', m['name'])}]({m['html']}) | {m.get('profile', '?')} | "
+                  f"`{m.get('commit', '?')}` | {m.get('date', '?')} | {_fmt_seconds(m.get('runtime_s', 0))} |"
+                  for m in metas]
+        lines.append("")
+    path = root / README_NAME
+    _atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     return path

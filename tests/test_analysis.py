@@ -1,6 +1,10 @@
 """What the notebooks compute (sercore.analysis) and the verdicts on the documents' claims (sercore.claims)."""
 from __future__ import annotations
 
+import json
+
+import numpy as np
+import pandas as pd
 import pytest
 
 from sercore import analysis, claims
@@ -63,3 +67,107 @@ def test_default_models_follow_the_profile():
     assert {"zhao1d", "zhao1d_bilstm", "dcnn_blstm_attn"}.isdisjoint(quick)
     assert analysis.default_models("smoke") == list(get_profile("smoke").models) == ["zhao2d", "attn_blstm"]
     assert set(analysis.classifiers()) == classifiers
+
+
+# ------------------------------------------------------------ what ran, from the runs' own records
+def _fake_run(root, model, fold, *, epochs, best, early, val_uar, profile="quick", uar=0.5):
+    """A finished run folder as sercore.study writes it (config.json + result.json with history)."""
+    from sercore.features import FeatureConfig
+    from sercore.profiles import get_profile
+    from sercore.training import TrainConfig
+
+    prof = get_profile(profile)
+    d = root / "runs" / f"{model}-speaker_kfold-f{fold}-s0-abc"
+    d.mkdir(parents=True)
+    cfg = {"model": model, "protocol": "speaker_kfold", "fold": fold, "seed": 0, "profile": profile,
+           "features": FeatureConfig(**{"kind": "logmel", **prof.features}).to_dict(),
+           "train": TrainConfig.from_dict(prof.train).to_dict(), "model_kwargs": prof.model_kwargs.get(model, {}),
+           "augment": None, "leaky": False}
+    hist = [{"epoch": e + 1, "val_uar": v, "train_loss": 1.0, "val_loss": 1.0, "train_acc": 0.5}
+            for e, v in enumerate(val_uar)]
+    res = {"model": model, "protocol": "speaker_kfold", "fold": fold, "seed": 0, "epochs": epochs,
+           "best_epoch": best, "stopped_early": early, "uar": uar, "history": hist, "run_id": d.name}
+    (d / "config.json").write_text(json.dumps(cfg))
+    (d / "result.json").write_text(json.dumps(res))
+    return d
+
+
+@pytest.fixture
+def quick_like_study(tmp_path):
+    root = tmp_path / "study"
+    for f in range(3):
+        _fake_run(root, "td_cnn_lstm", f, epochs=8, best=8, early=False, uar=0.4 + 0.05 * f,
+                  val_uar=[0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6])
+        _fake_run(root, "baseline_cnn", f, epochs=6, best=3, early=True, uar=0.3 + 0.05 * f,
+                  val_uar=[0.2, 0.4, 0.5, 0.45, 0.44, 0.43])
+    return root
+
+
+def test_run_configuration_table_describes_what_ran_not_defaults(quick_like_study):
+    t = analysis.run_configuration_table(quick_like_study, ["td_cnn_lstm", "baseline_cnn"])
+    assert list(t.index) == ["td_cnn_lstm", "baseline_cnn"]
+    td, cnn = t.loc["td_cnn_lstm"], t.loc["baseline_cnn"]
+    assert td["windowing"].startswith("11 frames") and "step 5" in td["windowing"]   # quick, not 32/16
+    assert "32 frames" not in " ".join(map(str, td.values))
+    assert "block_dropouts (0, 0, 0, 0)" in cnn["settings that differ from the model's defaults"]
+    assert "default (0.3, 0.3, 0.4, 0.4)" in cnn["settings that differ from the model's defaults"]
+    assert "40 x 63" in td["input"] and "hop 768" in td["input"]
+    assert cnn["epochs run (min/median/max)"] == "6 / 6 / 6" and cnn["best epoch (median)"] == "3"
+    assert td["epoch cap"] == "8" and td["batch size"] == "16" and "constant" in td["learning rate"]
+    assert td["augmentation"] == "none" and td["runs"] == 3
+
+
+def test_convergence_table_and_statement(quick_like_study):
+    c = analysis.convergence_table(quick_like_study)
+    assert c.loc["td_cnn_lstm", "hit the epoch cap"] == 3 and c.loc["td_cnn_lstm", "still rising at the end"] == 3
+    assert c.loc["baseline_cnn", "stopped early"] == 3 and c.loc["baseline_cnn", "share not converged"] == 0
+    results = pd.DataFrame([{"variant": m, "protocol": "speaker_kfold", "run_id": d.name, "study_dir":
+                             str(quick_like_study), "uar": json.loads((d / "result.json").read_text())["uar"]}
+                            for d in sorted((quick_like_study / "runs").iterdir()) for m in [d.name.split("-")[0]]])
+    text = analysis.convergence_statement(results, "quick")
+    assert "3 of 6 runs stopped early" in text and "3 hit the 8-epoch cap" in text
+    assert "still rising" in text and "not converged" in text
+    margin = analysis.undecidable_margin(results)
+    assert f"{100 * margin:.1f} points" in text and margin > 0
+
+
+def test_convergence_statement_reads_the_profiles_converged_flag(quick_like_study):
+    from sercore.profiles import get_profile
+
+    flagged = type("P", (), {"name": "standard", "converged": True})()
+    assert "meant to train until early stopping" in analysis.convergence_statement(quick_like_study, flagged)
+    assert "not meant to converge" in analysis.convergence_statement(quick_like_study, get_profile("quick"))
+
+
+def test_configuration_and_convergence_of_a_real_smoke_study(tmp_path, data_dir, wav_writer, monkeypatch):
+    """On the records a real (tiny-model) smoke study writes."""
+    import sys
+
+    from test_study import run, tiny_registry, write_toy_corpus
+
+    monkeypatch.setitem(sys.modules, "sercore.models", tiny_registry())
+    monkeypatch.setenv("SERCORE_QUIET", "1")
+    df = write_toy_corpus(tmp_path / "wav", wav_writer)
+    st = run(df, tmp_path / "res", folds=2, train={"epochs": 3, "learning_rate": 3e-2, "patience": 1,
+                                                    "batch_size": 4})
+    t = analysis.run_configuration_table(st)
+    assert t.loc["tiny", "runs"] == 2 and t.loc["tiny", "batch size"] == "4" and t.loc["tiny", "epoch cap"] == "3"
+    assert "32 x" in t.loc["tiny", "input"]                         # smoke's 32 mels
+    c = analysis.convergence_table(st)
+    assert c.loc["tiny", "runs"] == 2
+    assert c.loc["tiny", "stopped early"] + c.loc["tiny", "hit the epoch cap"] == 2
+
+
+def test_listener_correlation_is_per_model_never_pooled():
+    rng = np.random.default_rng(0)
+    rec = rng.uniform(80, 100, 60)
+    rows = []
+    for model, sign in (("a", 1), ("b", -1)):
+        for seed in range(2):
+            ok = (sign * (rec - 90) + rng.normal(0, 2, 60)) > 0
+            rows += [{"variant": model, "utt_id": f"u{i}", "recognition": rec[i], "correct": int(ok[i]),
+                      "seed": seed} for i in range(60)]
+    t = analysis.listener_correlation(pd.DataFrame(rows))
+    assert list(t.index) == ["a", "b"] and (t["utterances"] == 60).all()    # one value per utterance and model
+    assert t.loc["a", "spearman rho"] > 0.3 and t.loc["b", "spearman rho"] < -0.3
+    assert t["recognition min (%)"].min() >= 80

@@ -126,3 +126,66 @@ def test_cli_index_and_bad_param(tmp_path, capsys):
     assert (tmp_path / "index.html").exists()
     assert main(["reports", "--reports-dir", str(tmp_path), "-p", "oops"]) == 1
     assert "key=value" in capsys.readouterr().err
+
+
+def test_no_absolute_checkout_path_in_html_manifest_or_readme(tmp_path, monkeypatch):
+    """Paths inside the checkout are recorded relative to it everywhere: the injected papermill
+    parameters, what a cell prints, the header, the manifest and the README."""
+    from sercore import config
+
+    checkout = tmp_path / "checkout"
+    (checkout / "notebooks").mkdir(parents=True)
+    _notebook(checkout / "notebooks" / "01_paths.ipynb",
+              "data_dir = locals().get('data_dir')\nimport os\nprint('data is in', os.path.join(%r, 'data'))"
+              % str(checkout))
+    nb = nbformat.read(str(checkout / "notebooks" / "01_paths.ipynb"), as_version=4)
+    nb.cells[1].source += "\ndata_dir = None\nresults_dir = None"
+    nbformat.write(nb, str(checkout / "notebooks" / "01_paths.ipynb"))
+    monkeypatch.setattr(config, "REPO_DIR", checkout)
+    monkeypatch.setenv("SERCORE_DATA_DIR", str(checkout / "data"))
+    out = checkout / "reports"
+    reports.run_notebooks("toy", "smoke", reports_dir=out, out_dir=checkout / "data" / "results" / "toy" / "nb",
+                          notebook_dir=checkout / "notebooks", prepare_corpus=False, log=None)
+    html = (out / "toy" / "01_paths.html").read_text()
+    manifest = (out / "toy" / "manifest.json").read_text()
+    readme = (out / "README.md").read_text()
+    for text in (html, manifest, readme):
+        assert str(checkout) not in text
+    meta = json.loads(manifest)["reports"]["01_paths"]
+    assert meta["parameters"]["data_dir"] == "data" and meta["parameters"]["results_dir"] == "data/results"
+    assert meta["executed_notebook"] == "data/results/toy/nb/01_paths.ipynb"
+    executed = nbformat.read(str(checkout / "data" / "results" / "toy" / "nb" / "01_paths.ipynb"), as_version=4)
+    injected = next(c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert str(checkout) not in injected.source and "'data'" in injected.source.replace('"', "'")
+
+
+def test_readme_provenance_is_generated_from_the_manifests(nb_dir, tmp_path):
+    out = tmp_path / "reports"
+    done = reports.run_notebooks("toy", "smoke", reports_dir=out, out_dir=tmp_path / "exec", notebook_dir=nb_dir,
+                                 prepare_corpus=False, log=None)
+    readme = (out / "README.md").read_text()
+    assert "generated from the manifests" in readme
+    for meta in done:
+        assert f"({meta['html']})" in readme and f"`{meta['commit']}`" in readme
+    # a manifest edited by another pass changes the README the next time it is written
+    path = out / "toy" / "manifest.json"
+    data = json.loads(path.read_text())
+    data["reports"]["01_figure"]["commit"] = "feedbeef"
+    path.write_text(json.dumps(data))
+    readme = reports.write_readme(out).read_text()
+    assert "from 2 commits" in readme and "`feedbeef`" in readme
+
+
+def test_in_checkout_only_strips_the_checkout(tmp_path):
+    assert reports._in_checkout("/x/repo/data/results", "/x/repo") == "data/results"
+    assert reports._in_checkout("cwd /x/repo now", "/x/repo") == "cwd . now"
+    assert reports._in_checkout("/x/repo-other/data", "/x/repo") == "/x/repo-other/data"
+    assert reports.relative_paths({"a": ["/x/repo/a"], "n": 3}, "/x/repo") == {"a": ["a"], "n": 3}
+
+
+def test_rendered_tables_scroll_instead_of_clipping(nb_dir, tmp_path):
+    out = tmp_path / "reports"
+    reports.run_notebooks("toy", "smoke", notebooks="01", reports_dir=out, out_dir=tmp_path / "exec",
+                          notebook_dir=nb_dir, prepare_corpus=False, log=None)
+    html = (out / "toy" / "01_figure.html").read_text()
+    assert ".jp-OutputArea-output{overflow-x:auto" in html

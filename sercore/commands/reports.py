@@ -40,6 +40,7 @@ def _run(args) -> int:
 
     if args.index:
         print(reports.write_index(args.reports_dir))
+        print(reports.write_readme(args.reports_dir))
         return 0
     params = dict(reports.parse_param(p) for p in args.param)
     for key in ("corpus", "profile"):
@@ -48,6 +49,7 @@ def _run(args) -> int:
     done = reports.run_notebooks(args.corpus, args.profile, notebooks=args.only, params=params,
                                  reports_dir=args.reports_dir, progress=args.progress)
     index = reports.write_index(args.reports_dir)
+    reports.write_readme(args.reports_dir)
     total = sum(m["runtime_s"] for m in done)
     print(f"{len(done)} report(s) in {reports._fmt_seconds(total)}; open {index}")
     return 0
