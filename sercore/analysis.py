@@ -429,27 +429,48 @@ def model_outputs(saved, rows, *, attention: bool = False, batch_size: int = 32)
     -------
     dict
         ``features`` (N, *shape) log-mel dB as extracted (before normalisation), ``embeddings`` (N, D),
-        and ``attention`` (N, T) when asked.
+        and ``attention`` (N, T) when asked. For a model trained on crops the embedding is the mean over
+        the windows that cover each utterance, and ``features`` and ``attention`` are those of its first
+        window.
     """
     import jax.numpy as jnp
     import numpy as np
 
     from .features import extract_features
 
+    from .features import valid_steps
+    from .training import window_starts
+
     X = extract_features(rows, saved.feature_cfg, progress=False)
     Xn = saved.normalizer.apply(X)
+    prov = saved.meta.get("provenance", {})
+    crop = int(prov.get("crop_frames") or 0)
+    if crop:   # a model trained on crops: embed every window, average per utterance; attention of the first
+        step = int(prov.get("window_step") or max(1, crop // 2))
+        dur = rows["duration"].to_numpy() if "duration" in rows else None
+        lengths = valid_steps(dur, saved.feature_cfg) if dur is not None else np.full(len(X), X.shape[-2])
+        owner, starts = window_starts(lengths, crop, step, X.shape[-2])
+        windows = np.stack([np.take(Xn[r], np.arange(s, s + crop), axis=-2) for r, s in zip(owner, starts)])
+        first = np.r_[True, owner[1:] != owner[:-1]]
+    else:
+        owner, windows, first = np.arange(len(X)), Xn, np.ones(len(X), bool)
     embs, weights = [], []
-    for i in range(0, len(Xn), batch_size):
-        xb = jnp.asarray(Xn[i:i + batch_size])
+    for i in range(0, len(windows), batch_size):
+        xb = jnp.asarray(windows[i:i + batch_size])
         if attention:
             z, w = saved.model.embed(xb, return_attention=True)
             weights.append(np.asarray(w))
         else:
             z = saved.model.embed(xb)
         embs.append(np.asarray(z))
-    out = {"features": X, "embeddings": np.concatenate(embs)}
+    z = np.concatenate(embs)
+    sums = np.zeros((len(X), z.shape[1]))
+    np.add.at(sums, owner, z)
+    out = {"features": X if not crop else np.stack([np.take(X[r], np.arange(s, s + crop), axis=-2)
+                                                   for r, s in zip(owner[first], starts[first])]),
+           "embeddings": sums / np.bincount(owner, minlength=len(X))[:, None]}
     if attention:
-        out["attention"] = np.concatenate(weights)
+        out["attention"] = np.concatenate(weights)[first]
     return out
 
 
@@ -816,3 +837,76 @@ def listener_correlation(predictions, *, by: str = "variant", column: str = "rec
                      "recognition max (%)": float(per["listeners"].max()), "spearman rho": float(rho),
                      "p": float(p)})
     return pd.DataFrame(rows).set_index(by) if rows else pd.DataFrame()
+
+
+def paired_table(results, predictions, comparisons: Sequence[tuple], protocols: Sequence[str] | None = None, *,
+                 metric: str = "uar", column: str = "variant", n_boot: int = 2000, seed: int = 0):
+    """Paired differences ``b - a`` with their 95 % intervals and what each interval rules out.
+
+    Parameters
+    ----------
+    results, predictions : pandas.DataFrame
+        Runs and per-utterance predictions (:func:`run_grid`, :func:`sercore.baselines.run_baseline_grid`).
+    comparisons : sequence of (a, b) or (a, b, description)
+        Model names (values of ``column``); pairs with a model missing from ``results`` are skipped.
+    protocols : sequence of str, optional
+        Default: every protocol in ``results``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per comparison and protocol: ``comparison``, ``a``, ``b``, ``protocol``, ``difference``
+        (points), ``low``, ``high`` (points), ``half-width`` (points), ``pairs``, ``pairs b > a``,
+        ``interval`` (the method, :func:`sercore.metrics.paired_bootstrap`), ``what it rules out``.
+    """
+    import pandas as pd
+
+    from .claims import rules_out
+
+    have = set(results[column]) if len(results) else set()
+    protocols = list(protocols) if protocols is not None else sorted(set(results["protocol"]))
+    rows = []
+    for comp in comparisons:
+        a, b = comp[0], comp[1]
+        what = comp[2] if len(comp) > 2 else f"{b} - {a}"
+        if a not in have or b not in have:
+            continue
+        for protocol in protocols:
+            sub = results[results["protocol"] == protocol]
+            if not ({a, b} <= set(sub[column])):
+                continue
+            d = paired_difference(sub, a, b, metric=metric, column=column, protocol=protocol,
+                                  predictions=predictions, n_boot=n_boot, seed=seed)
+            rows.append({"comparison": what, "a": a, "b": b, "protocol": protocol,
+                         "difference": 100 * d["mean"], "low": 100 * d["low"], "high": 100 * d["high"],
+                         "half-width": 100 * d.get("half_width", (d["high"] - d["low"]) / 2),
+                         "pairs": d["n"], "pairs b > a": d["wins"], "interval": d.get("method", ""),
+                         "what it rules out": rules_out(d)})
+    return pd.DataFrame(rows)
+
+
+def results_display(summary, *, digits: int = 1):
+    """A results table for a report: one row per model and protocol, UAR and WA in % with their 95 %
+    intervals, the runs behind them and the interval method, classical baselines marked as such.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        From :func:`summary_table`.
+    """
+    import pandas as pd
+
+    from .baselines import BASELINES
+    from .protocols import protocol_label
+
+    def fmt(r, m):
+        return f"{100 * r[m]:.{digits}f} [{100 * r[f'{m}_low']:.{digits}f}, {100 * r[f'{m}_high']:.{digits}f}]"
+
+    rows = []
+    for _, r in summary.iterrows():
+        rows.append({"model": r["variant"], "kind": "classical baseline" if r["variant"] in BASELINES else "network",
+                     "protocol": protocol_label(r["protocol"]) + (" (leaky augmentation)" if "leaky" in r["protocol"] else ""),
+                     "UAR % [95 %]": fmt(r, "uar"), "WA % [95 %]": fmt(r, "wa"),
+                     "runs": int(r["n_runs"]), "folds x seeds": f"{int(r['n_folds'])} x {int(r['n_seeds'])}",
+                     "interval": r.get("method", "")})
+    return pd.DataFrame(rows)

@@ -1,8 +1,12 @@
 """Run profiles: one named set of study parameters each, documented here and nowhere else.
 
 ``smoke``
-    Seconds to a minute: tests and CI. Tiny inputs (32 mels x ~32 frames of 1 s), 2 epochs, the first
-    2 folds, one seed. Numbers from it mean nothing; it checks that the pipeline runs.
+    Seconds to a minute: tests and CI. Tiny inputs (32 mels, random 0.75 s crops of 24 frames, whole
+    utterances scored over windows, as ``standard`` does), 2 epochs, the first 2 folds, one seed.
+    Numbers from it mean nothing; it checks that the pipeline runs.
+``standard``
+    The converged study on 2 CPU cores (the committed EmoDB reports): see :data:`STANDARD_SEGMENTS`
+    and the profile's settings below, and the README's "converged recipe".
 ``quick``
     The main job on 2 CPU cores, sized to finish in under an hour on EmoDB (measurements below). Inputs are reduced to 40 mels x 63 frames (3 s at hop 768 = 48 ms, n_fft
     1024) -- 40 log-mel bands is the classic SER filterbank size; the time resolution is coarser than
@@ -186,7 +190,7 @@ QUICK_MODELS = ("zhao2d", "zhao2d_dense", "poolfix2d", "poolfix2d_bilstm", "attn
 QUICK_NO_DROPOUT = {m: {"block_dropouts": (0.0, 0.0, 0.0, 0.0), "dropout": 0.0}
                     for m in ("baseline_cnn", "ae_fusion")}
 
-#: ``standard``'s segments: random 2 s crops in training (64 frames at hop 512), scoring windows every
+#: ``standard``'s segments: random 2 s crops in training (63 frames at hop 512), scoring windows every
 #: 1 s over the whole utterance, utterances stored up to 10 s (EmoDB's longest is 8.98 s). On EmoDB
 #: speaker folds 0 and 1 (zhao2d, seed 0) 2 s crops gave test UAR 0.653 / 0.545 against 0.624 / 0.453
 #: for 1 s crops (scored every 0.5 s): single runs, so a hint rather than a measurement.
@@ -198,7 +202,9 @@ PROFILES: dict[str, Profile] = {
         features={"n_mels": 32, "duration": 1.0, "hop_length": 512, "n_fft": 512},
         train={"epochs": 2, "batch_size": 16, "patience": 2, "learning_rate": 1e-3, "bn_momentum": 0.9},
         k=5, folds=2, seeds=(0,), models=SMOKE_MODELS, model_kwargs=windows_at_hop(512),
-        description="pipeline check for tests/CI: tiny inputs, 2 epochs, 2 folds",
+        segments={"crop_s": 0.75, "step_s": 0.5, "max_s": 6.0},
+        description="pipeline check for tests/CI: tiny inputs (0.75 s crops scored over whole utterances, "
+                    "as standard does), 2 epochs, 2 folds",
     ),
     "quick": Profile(
         name="quick",

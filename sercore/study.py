@@ -243,6 +243,17 @@ def segment_settings(cfg_feat, segments: Mapping, durations) -> tuple[Any, int, 
     return cfg, min(crop, cfg.shape[-2]), step
 
 
+def trained_input_shape(model: str, profile: str | Profile, durations=None) -> tuple[int, ...]:
+    """The input shape ``model`` is trained on under ``profile``: its fixed-length features, or the crop
+    of a profile with ``segments`` (whose stored length depends on the corpus's ``durations``)."""
+    prof = get_profile(profile)
+    cfg = feature_config_for(model, prof)
+    if not prof.segments:
+        return cfg.shape
+    cfg, crop, _ = segment_settings(cfg, prof.segments, [0.0] if durations is None else durations)
+    return cfg.shape[:-2] + (crop, cfg.shape[-1])
+
+
 def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = "speaker_kfold",
               profile: str | Profile = "quick", *, name: str | None = None, df: pd.DataFrame | None = None,
               root: str | Path | None = None, folds: Sequence[int] | int | None = None,
@@ -462,6 +473,14 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
     return collect(sdir)
 
 
+def _windows(X: np.ndarray, lengths, crop: int, step: int) -> np.ndarray:
+    """Every scoring window (:func:`sercore.training.window_starts`) of the rows of ``X``, stacked."""
+    from .training import window_starts
+
+    rows, starts = window_starts(lengths, crop, step, X.shape[-2])
+    return np.stack([np.take(X[r], np.arange(s, s + crop), axis=-2) for r, s in zip(rows, starts)])
+
+
 def fold_autoencoders(corpus: str, profile: str, *, ae: str = "dense_ae", ae_kwargs: Mapping | None = None,
                       protocol: str = "speaker_kfold", folds: Sequence[int] | int | None = None, seed: int = 0,
                       results_root: str | Path | None = None, df=None, model: str = "baseline_cnn"):
@@ -477,7 +496,7 @@ def fold_autoencoders(corpus: str, profile: str, *, ae: str = "dense_ae", ae_kwa
         ``fold``, ``epoch``, ``train_mse``, ``val_mse``), ``folds`` (list of int).
     """
     from .corpora import load_corpus
-    from .features import extract_features, fit_normalizer
+    from .features import extract_features, fit_normalizer, valid_steps
     from .models import create, save_weights
     from .protocols import make_splits
     from .training import TrainConfig, fit_autoencoder
@@ -488,11 +507,16 @@ def fold_autoencoders(corpus: str, profile: str, *, ae: str = "dense_ae", ae_kwa
     df = df.reset_index(drop=True)
     cfg = feature_config_for(model, prof)
     tcfg = TrainConfig.from_dict(prof.train)
+    lengths, crop, step = None, 0, 0
+    if prof.segments:   # the classifier sees crops: the autoencoder learns every window of the training rows
+        cfg, crop, step = segment_settings(cfg, prof.segments, _durations(df))
+        lengths = valid_steps(_durations(df), cfg)
     splits = make_splits(df, protocol, k=prof.k, seed=0)
     folds = _select_folds(folds, prof, len(splits), f"{protocol} on {corpus}")
     X = None
     kwargs = dict(ae_kwargs or {})
-    tag = json.dumps({"ae": ae, "kw": kwargs, "cfg": cfg.key(), "train": tcfg.to_dict(), "seed": seed},
+    tag = json.dumps({"ae": ae, "kw": kwargs, "cfg": cfg.key(), "train": tcfg.to_dict(), "seed": seed,
+                      "segments": prof.segments},
                       sort_keys=True)
     key = hashlib.sha1(tag.encode()).hexdigest()[:8]
     root = study_dir(corpus, f"{profile}-autoencoders", results_root)
@@ -504,9 +528,13 @@ def fold_autoencoders(corpus: str, profile: str, *, ae: str = "dense_ae", ae_kwa
             if X is None:
                 X = extract_features(df, cfg, progress=False)
             split = splits[fold]
-            norm = fit_normalizer(X, split.train)
-            net = create(ae, input_shape=cfg.shape, seed=seed, **kwargs)
-            h = fit_autoencoder(net, norm.apply(X[split.train]), norm.apply(X[split.val]),
+            norm = fit_normalizer(X, split.train, lengths=lengths)
+            X_tr, X_va = norm.apply(X[split.train]), norm.apply(X[split.val])
+            if crop:
+                X_tr = _windows(X_tr, lengths[split.train], crop, step)
+                X_va = _windows(X_va, lengths[split.val], crop, step)
+            net = create(ae, input_shape=X_tr.shape[1:], seed=seed, **kwargs)
+            h = fit_autoencoder(net, X_tr, X_va,
                                 epochs=tcfg.epochs, batch_size=tcfg.batch_size,
                                 learning_rate=tcfg.learning_rate, patience=tcfg.patience, seed=seed)
             save_weights(net, path)
