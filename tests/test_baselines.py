@@ -13,21 +13,13 @@ from sercore import baselines as bl
 from sercore import study as study_mod
 from sercore.errors import AudioError, ConfigError
 from sercore.protocols import make_splits, protocol_label
+from test_study import EMOTIONS, write_toy_corpus
 
-EMOTIONS = {"anger": 880.0, "neutral": 220.0, "sadness": 440.0}
 
 
 def write_corpus(folder, wav_writer) -> pd.DataFrame:
     """6 speakers (3 f, 3 m) x 3 emotions x 3 takes of 0.4 s tones; the emotion sets the pitch."""
-    rows = []
-    for s in range(6):
-        for e, freq in EMOTIONS.items():
-            for t in range(3):
-                path = wav_writer(folder / f"s{s}_{e}_{t}.wav", seconds=0.4, freq=freq * (1 + 0.03 * s),
-                                  seed=s * 10 + t)
-                rows.append({"utt_id": f"s{s}{e[:3]}{t}", "path": str(path), "corpus": "toy", "speaker": f"s{s}",
-                             "gender": "female" if s < 3 else "male", "emotion": e})
-    return pd.DataFrame(rows).sort_values("path", ignore_index=True)
+    return write_toy_corpus(folder, wav_writer, takes=3, seconds=0.4)
 
 
 @pytest.fixture

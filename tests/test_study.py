@@ -26,13 +26,13 @@ def tiny_registry():
     return mod
 
 
-def write_toy_corpus(folder, wav_writer) -> pd.DataFrame:
-    """6 speakers (3 f, 3 m) x 3 emotions x 2 takes of 0.5 s tones; the emotion sets the pitch."""
+def write_toy_corpus(folder, wav_writer, takes: int = 2, seconds: float = 0.5) -> pd.DataFrame:
+    """6 speakers (3 f, 3 m) x 3 emotions x ``takes`` takes of ``seconds`` s tones; the emotion sets the pitch."""
     rows = []
     for s in range(6):
         for e, freq in EMOTIONS.items():
-            for t in range(2):
-                path = wav_writer(folder / f"s{s}_{e}_{t}.wav", seconds=0.5, freq=freq * (1 + 0.03 * s),
+            for t in range(takes):
+                path = wav_writer(folder / f"s{s}_{e}_{t}.wav", seconds=seconds, freq=freq * (1 + 0.03 * s),
                                   seed=s * 10 + t)
                 rows.append({"utt_id": f"s{s}{e[:3]}{t}", "path": str(path), "corpus": "toy", "speaker": f"s{s}",
                              "gender": "female" if s < 3 else "male", "emotion": e})
