@@ -56,6 +56,7 @@ def setup_notebook(data_dir: str | os.PathLike | None = None, results_dir: str |
     plots.set_style()
     pd.set_option("display.precision", 3)
     pd.set_option("display.max_columns", 40)
+    pd.set_option("display.max_colwidth", 400)   # sentences in tables (what an interval rules out) stay whole
     pd.set_option("display.width", 160)
     if seed is not None:
         np.random.seed(seed)
@@ -617,6 +618,12 @@ def run_configuration_table(study_or_results, models: Sequence[str] | None = Non
                     shape = f"{feat.get('n_mels', '?')} mels"
                 inputs.append(f"{kind} {shape} "
                               f"({_fmt_value(feat.get('duration'))} s, hop {hop} = {1000 * hop / sr:.0f} ms)")
+            seg, crop = cfg.get("segments"), train.get("crop_frames")
+            if seg and crop:   # trained on random crops, scored over windows covering each utterance
+                inputs[-1] = (f"random {_fmt_value(seg.get('crop_s'))} s crops ({crop} "
+                              f"{'samples' if kind == 'raw' else 'frames'}) of whole utterances, scored by the mean "
+                              f"logits of windows every {_fmt_value(seg.get('step_s'))} s; stored as "
+                              + inputs[-1])
             defaults = _model_defaults(cfg.get("model", name))
             eff = {**{k: v for k, v in defaults.items() if k in WINDOW_KEYS}, **kw}
             win = {k: eff[k] for k in WINDOW_KEYS if k in eff}
@@ -649,11 +656,12 @@ def run_configuration_table(study_or_results, models: Sequence[str] | None = Non
                 aug_text.append(f"AWGN {_fmt_value(aug)}" if isinstance(aug, dict) else _fmt_value(aug))
             if cfg.get("leaky"):
                 aug_text.append("LEAKY: augmented before the split")
-            aug_keys = [k for k in train if any(w in k for w in ("mix", "mask", "crop", "specaug", "augment"))]
+            aug_keys = [k for k in train if any(w in k for w in ("mix", "mask", "specaug", "augment"))]
             aug_text += [f"{k.replace('_', ' ')} {_fmt_value(train[k])}" for k in sorted(aug_keys)
                          if train[k] not in (None, False, 0, 0.0, {}, [])]
             augs.append("; ".join(aug_text) or "none")
             rest = {k: v for k, v in train.items() if k not in shown_train and k not in aug_keys
+                    and k not in ("crop_frames", "window_step")
                     and "warmup" not in k and "lr_" not in k
                     and not (k in train_defaults and _same(train_defaults[k], v))}
             rest.update({k: train[k] for k in ("patience", "min_epochs") if k in train})
@@ -908,5 +916,28 @@ def results_display(summary, *, digits: int = 1):
                      "protocol": protocol_label(r["protocol"]) + (" (leaky augmentation)" if "leaky" in r["protocol"] else ""),
                      "UAR % [95 %]": fmt(r, "uar"), "WA % [95 %]": fmt(r, "wa"),
                      "runs": int(r["n_runs"]), "folds x seeds": f"{int(r['n_folds'])} x {int(r['n_seeds'])}",
-                     "interval": r.get("method", "")})
-    return pd.DataFrame(rows)
+                     "interval resamples": f"{r.get('unit', '?')} and seeds"})
+    out = pd.DataFrame(rows)
+    if not len(out):
+        return out
+    out["_order"] = out["kind"].eq("classical baseline")
+    return out.sort_values(["_order", "protocol", "model"]).drop(columns="_order").set_index("model")
+
+
+def paired_display(paired, *, digits: int = 1):
+    """:func:`paired_table` for a report: protocols by name, the difference and its interval in one
+    column, indexed by the comparison; the interval method is stated once beside the table."""
+    import pandas as pd
+
+    from .protocols import protocol_label
+
+    if not len(paired):
+        return pd.DataFrame()
+    out = pd.DataFrame({
+        "comparison": paired["comparison"], "protocol": paired["protocol"].map(protocol_label),
+        "b - a (UAR points) [95 %]": [f"{r.difference:+.{digits}f} [{r.low:+.{digits}f}, {r.high:+.{digits}f}]"
+                                      for r in paired.itertuples()],
+        "half-width": paired["half-width"].round(digits), "pairs (b > a)": [
+            f"{p} ({w})" for p, w in zip(paired["pairs"], paired["pairs b > a"])],
+        "what it rules out": paired["what it rules out"]})
+    return out.set_index("comparison")

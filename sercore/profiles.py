@@ -63,6 +63,16 @@ JAX's compilation cache (``<data>/cache/jax``) is shared by the notebooks.
 when this was measured, ~40 s an EmoDB epoch; ``sercore bench`` now gives ~62, so about 5 s), with
 up to 7x the epochs, 3 seeds and the three costly models: days of CPU, hours on a GPU.
 
+``standard`` measured on EmoDB on 2026-12-03 (this 2-core machine, shared with other work at a load
+of about 4, so an idle machine is faster): zhao2d, 5 speaker folds x 3 seeds, 15 runs in 16 min 18 s
+(median run 53 s of training; 15-40 epochs, median 30; 3 of 15 runs stopped by the 40-epoch cap),
+mean test UAR 0.615 over the runs; zhao2d_dense's runs took a median 43 s. From these, notebook 03's
+grid (8 classifiers x 15 speaker-fold runs + 8 x 5 speaker-dependent runs, the time-distributed nets
+about 2.5x zhao2d per run) is about 2.5-3 hours on this loaded machine, and the whole ``make reports
+CORPUS=emodb PROFILE=standard`` (02's time-pool sweep: 25 more runs; 05: autoencoders, fusion and
+augmentation runs with one seed) about 3.5 hours: over the 2.5-hour target. The whole run has not
+been measured end to end yet; notebook 02 alone was (see reports/emodb/manifest.json).
+
 Several seeds at once (:func:`sercore.training.train_many`, ``jax.vmap`` over stacked states) does
 *not* pay on CPU: 3 seeds of zhao2d at 40 x 63 trained at 0.32x the samples/s of three sequential
 runs (vmapped convolutions with per-member weights compile to slow grouped kernels on XLA:CPU).

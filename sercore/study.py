@@ -272,7 +272,7 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
         Model name (:func:`sercore.models.create`).
     protocol : {"speaker_kfold", "loso", "random"}
     profile : str or Profile
-        ``"smoke"``, ``"quick"`` or ``"full"`` (:mod:`sercore.profiles`).
+        ``"smoke"``, ``"quick"``, ``"standard"`` or ``"full"`` (:mod:`sercore.profiles`).
     name : str, optional
         Study name (folder); default = the profile's name.
     df : DataFrame, optional

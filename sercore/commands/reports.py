@@ -23,7 +23,7 @@ def register(subparsers) -> None:
                    help="corpus to study (default: synthetic, generated if missing; "
                         "synthetic-small is the tiny one CI uses; emodb needs `sercore data fetch emodb` "
                         "or SERCORE_EMODB_DIR)")
-    p.add_argument("--profile", default="quick", help="training profile: smoke, quick or full (default quick)")
+    p.add_argument("--profile", default="quick", help="training profile: smoke, quick, standard or full (default quick)")
     p.add_argument("--only", default=None, metavar="NN[,NN...]",
                    help="run only these notebooks, by number or name (e.g. 01,03)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
