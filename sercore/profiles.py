@@ -71,7 +71,12 @@ grid (8 classifiers x 15 speaker-fold runs + 8 x 5 speaker-dependent runs, the t
 about 2.5x zhao2d per run) is about 2.5-3 hours on this loaded machine, and the whole ``make reports
 CORPUS=emodb PROFILE=standard`` (02's time-pool sweep: 25 more runs; 05: autoencoders, fusion and
 augmentation runs with one seed) about 3.5 hours: over the 2.5-hour target. The whole run has not
-been measured end to end yet; notebook 02 alone was (see reports/emodb/manifest.json).
+been measured end to end yet. Notebook 02 alone was: ``sercore reports --corpus emodb --profile
+standard --only 02`` took 1 h 33 min from zhao2d's 15 runs (done before), i.e. 85 more runs (zhao2d_dense,
+poolfix2d, poolfix2d_bilstm: 15 speaker-fold + 5 speaker-dependent runs each; zhao2d's 5
+speaker-dependent runs; 20 sweep runs) while another report run and the test suite shared the 2 cores
+for most of it. Median training time per run: 47-59 s on speaker folds, 63-81 s on the
+speaker-dependent folds (more training rows); 13 of 80 runs of the four models hit the 40-epoch cap.
 
 Several seeds at once (:func:`sercore.training.train_many`, ``jax.vmap`` over stacked states) does
 *not* pay on CPU: 3 seeds of zhao2d at 40 x 63 trained at 0.32x the samples/s of three sequential
