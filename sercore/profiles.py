@@ -76,7 +76,7 @@ standard --only 02`` took 1 h 33 min from zhao2d's 15 runs (done before), i.e. 8
 poolfix2d, poolfix2d_bilstm: 15 speaker-fold + 5 speaker-dependent runs each; zhao2d's 5
 speaker-dependent runs; 20 sweep runs) while another report run and the test suite shared the 2 cores
 for most of it. Median training time per run: 47-59 s on speaker folds, 63-81 s on the
-speaker-dependent folds (more training rows); 13 of 80 runs of the four models hit the 40-epoch cap.
+speaker-dependent folds (more training rows); 15 of the 80 runs of the four models hit the 40-epoch cap.
 
 Several seeds at once (:func:`sercore.training.train_many`, ``jax.vmap`` over stacked states) does
 *not* pay on CPU: 3 seeds of zhao2d at 40 x 63 trained at 0.32x the samples/s of three sequential
