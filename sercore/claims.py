@@ -394,7 +394,7 @@ def direction_claims_table(results, predictions, corpus: str, *, claims: Sequenc
                                       predictions=predictions, n_boot=n_boot, seed=seed)
             row.update({"difference": (f"{metric.upper()} {100 * d['mean']:+.1f} points "
                                        f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]" if d["n"] else ""),
-                        "half-width": 100 * d["half_width"], "pairs b > a": f"{d['wins']} of {d['n']}",
+                        "half-width": round(100 * d["half_width"], 1), "pairs b > a": f"{d['wins']} of {d['n']}",
                         "interval": d["method"], "what it rules out": rules_out(d) if d["n"] else "",
                         "verdict": direction_verdict(d, claim=c["claim"], comparable=not why, why="; ".join(why),
                                                      profile=profile,
