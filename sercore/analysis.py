@@ -440,7 +440,7 @@ def model_outputs(saved, rows, *, attention: bool = False, batch_size: int = 32)
     from .features import extract_features
 
     from .features import valid_steps
-    from .training import window_starts
+    from .training import take_windows, window_starts
 
     X = extract_features(rows, saved.feature_cfg, progress=False)
     Xn = saved.normalizer.apply(X)
@@ -451,7 +451,7 @@ def model_outputs(saved, rows, *, attention: bool = False, batch_size: int = 32)
         dur = rows["duration"].to_numpy() if "duration" in rows else None
         lengths = valid_steps(dur, saved.feature_cfg) if dur is not None else np.full(len(X), X.shape[-2])
         owner, starts = window_starts(lengths, crop, step, X.shape[-2])
-        windows = np.stack([np.take(Xn[r], np.arange(s, s + crop), axis=-2) for r, s in zip(owner, starts)])
+        windows = take_windows(Xn, owner, starts, crop)
         first = np.r_[True, owner[1:] != owner[:-1]]
     else:
         owner, windows, first = np.arange(len(X)), Xn, np.ones(len(X), bool)
@@ -467,8 +467,7 @@ def model_outputs(saved, rows, *, attention: bool = False, batch_size: int = 32)
     z = np.concatenate(embs)
     sums = np.zeros((len(X), z.shape[1]))
     np.add.at(sums, owner, z)
-    out = {"features": X if not crop else np.stack([np.take(X[r], np.arange(s, s + crop), axis=-2)
-                                                   for r, s in zip(owner[first], starts[first])]),
+    out = {"features": X if not crop else take_windows(X, owner[first], starts[first], crop),
            "embeddings": sums / np.bincount(owner, minlength=len(X))[:, None]}
     if attention:
         out["attention"] = np.concatenate(weights)[first]

@@ -475,10 +475,10 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
 
 def _windows(X: np.ndarray, lengths, crop: int, step: int) -> np.ndarray:
     """Every scoring window (:func:`sercore.training.window_starts`) of the rows of ``X``, stacked."""
-    from .training import window_starts
+    from .training import take_windows, window_starts
 
     rows, starts = window_starts(lengths, crop, step, X.shape[-2])
-    return np.stack([np.take(X[r], np.arange(s, s + crop), axis=-2) for r, s in zip(rows, starts)])
+    return take_windows(X, rows, starts, crop)
 
 
 def fold_autoencoders(corpus: str, profile: str, *, ae: str = "dense_ae", ae_kwargs: Mapping | None = None,

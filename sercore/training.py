@@ -506,6 +506,11 @@ def window_starts(lengths, crop_frames: int, step: int, n_frames: int | None = N
     return np.asarray(rows, np.int32), np.asarray(starts, np.int32)
 
 
+def take_windows(X: np.ndarray, rows, starts, crop_frames: int) -> np.ndarray:
+    """The windows ``X[rows[j]][..., starts[j]:starts[j] + crop_frames, :]`` (time is axis -2), stacked."""
+    return np.stack([np.take(X[r], np.arange(s, s + crop_frames), axis=-2) for r, s in zip(rows, starts)])
+
+
 def random_crop_starts(rng: np.random.Generator, lengths: np.ndarray, crop_frames: int, n_frames: int) -> np.ndarray:
     """A random crop start per row, uniform over the positions that keep the crop inside the valid part
     (0 for utterances no longer than the crop), and inside the stored row."""
