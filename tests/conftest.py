@@ -9,6 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 _EMODB_CANDIDATES = [os.environ.get("SERCORE_EMODB_DIR"), REPO.parent / "shared" / "data" / "emodb"]
+_RAVDESS_CANDIDATES = [os.environ.get("SERCORE_RAVDESS_DIR"), REPO.parent / "shared" / "data" / "ravdess"]
 
 
 def emodb_root() -> Path | None:
@@ -24,6 +25,22 @@ def emodb_dir() -> Path:
     root = emodb_root()
     if root is None:
         pytest.skip("real EmoDB not found: set SERCORE_EMODB_DIR or place it at ../shared/data/emodb")
+    return root
+
+
+def ravdess_root() -> Path | None:
+    """The real RAVDESS speech folder (the one holding ``Actor_01/`` ... ``Actor_24/``), or None."""
+    for cand in _RAVDESS_CANDIDATES:
+        if cand and (Path(cand) / "Actor_01").is_dir():
+            return Path(cand).resolve()
+    return None
+
+
+@pytest.fixture
+def ravdess_dir() -> Path:
+    root = ravdess_root()
+    if root is None:
+        pytest.skip("real RAVDESS not found: set SERCORE_RAVDESS_DIR or place it at ../shared/data/ravdess")
     return root
 
 

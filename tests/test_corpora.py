@@ -173,6 +173,41 @@ def test_emodb_malformed_erkennung_is_named(tmp_path, wav_writer):
         load_corpus("emodb", root=tmp_path)
 
 
+# ---------------------------------------------------------------- real RAVDESS
+
+@pytest.mark.ravdess
+def test_real_ravdess(ravdess_dir):
+    """The 16 kHz mono copy of RAVDESS speech: 24 actors (odd male, even female), 8 emotions."""
+    df = load_corpus("ravdess", root=ravdess_dir)
+    assert list(df.columns) == list(COLUMNS)
+    assert len(df) == 1440 and df["utt_id"].is_unique
+    assert df["speaker"].nunique() == 24
+    assert sorted(df["speaker"].unique()) == [f"{a:02d}" for a in range(1, 25)]
+    genders = df.groupby("speaker")["gender"].first()
+    assert genders.value_counts().to_dict() == {"female": 12, "male": 12}
+    assert (genders == ["male" if int(a) % 2 else "female" for a in genders.index]).all()
+    assert df["emotion"].value_counts().to_dict() == {
+        "neutral": 96, **{e: 192 for e in ("calm", "happiness", "sadness", "anger", "fear", "disgust",
+                                           "surprise")}}
+    assert (df.groupby("speaker").size() == 60).all()          # 60 speech files per actor
+    # neutral has no strong intensity: 2 statements x 2 repetitions x 2 intensities for the others
+    strong = df[df["intensity"] == "strong"]
+    assert len(strong) == 7 * 192 // 2 and "neutral" not in set(strong["emotion"])
+    assert set(df["text"]) == {"01", "02"} and set(df["take"]) == {"01", "02"}
+    assert (df["sample_rate"] == 16000).all()
+    assert df["duration"].between(2.5, 6.0).all()
+    assert df["duration"].mean() == pytest.approx(3.70, abs=0.01)
+
+
+@pytest.mark.ravdess
+def test_ravdess_found_through_its_environment_variable(ravdess_dir, monkeypatch):
+    from sercore.corpora import corpus_dir
+
+    monkeypatch.setenv("SERCORE_RAVDESS_DIR", str(ravdess_dir))
+    folder, source = corpus_dir("ravdess")
+    assert folder == ravdess_dir and source == "$SERCORE_RAVDESS_DIR"
+
+
 # ---------------------------------------------------------------- real EmoDB
 
 @pytest.mark.emodb
