@@ -892,6 +892,36 @@ def paired_table(results, predictions, comparisons: Sequence[tuple], protocols: 
     return pd.DataFrame(rows)
 
 
+#: MIME type of a report's headline results (:func:`publish_headline`); HTML rendering ignores it, and
+#: :func:`sercore.reports.run_notebooks` copies it into the manifest for ``reports/index.html``.
+HEADLINE_MIME = "application/vnd.sercore.headline+json"
+
+
+def headline_rows(summary, *, profile: str) -> list[dict]:
+    """The rows :func:`publish_headline` publishes: per model and protocol, UAR with its interval."""
+    from .baselines import BASELINES
+    from .protocols import protocol_label
+
+    rows = []
+    for _, r in summary.iterrows():
+        rows.append({"model": str(r["variant"]), "kind": "baseline" if r["variant"] in BASELINES else "network",
+                     "protocol": str(r["protocol"]), "protocol_label": protocol_label(r["protocol"]),
+                     "uar": float(r["uar"]), "uar_low": float(r["uar_low"]), "uar_high": float(r["uar_high"]),
+                     "n_runs": int(r["n_runs"]), "profile": str(profile)})
+    return rows
+
+
+def publish_headline(summary, *, profile: str) -> list[dict]:
+    """Hand a report's results table to ``reports/index.html``: emitted as a notebook output of type
+    :data:`HEADLINE_MIME` (invisible in the HTML), which :func:`sercore.reports.run_notebooks` stores in
+    the corpus's manifest. The index then shows every model's UAR on each corpus side by side."""
+    from IPython.display import display
+
+    rows = headline_rows(summary, profile=profile)
+    display({HEADLINE_MIME: rows}, raw=True)
+    return rows
+
+
 def results_display(summary, *, digits: int = 1):
     """A results table for a report: one row per model and protocol, UAR and WA in % with their 95 %
     intervals, the runs behind them and the interval method, classical baselines marked as such.

@@ -432,7 +432,8 @@ def run_baseline(corpus: str, name: str, protocol: str = "speaker_kfold", profil
                  folds: Sequence[int] | int | None = None, k: int | None = None,
                  results_root: str | Path | None = None, split_seed: int = 0, speaker_norm: bool = False,
                  progress: bool | None = None, c_grid: Sequence[float] = C_GRID,
-                 n_jobs: int | None = None):
+                 n_jobs: int | None = None, cross: str | None = None, cross_root: str | Path | None = None,
+                 cross_df: pd.DataFrame | None = None, emotions: Sequence[str] | None = None):
     """Run a classical baseline on every selected fold of ``protocol``, as runs of a study; resumable.
 
     The folds are those :func:`sercore.study.run_study` uses for a network with the same corpus,
@@ -475,6 +476,10 @@ def run_baseline(corpus: str, name: str, protocol: str = "speaker_kfold", profil
         Candidates of C (:func:`select_c`).
     n_jobs : int, optional
         Feature worker processes (:func:`baseline_features`).
+    cross, cross_root, cross_df, emotions : optional
+        Cross-corpus evaluation, as in :func:`sercore.study.run_study`: both corpora restricted to
+        their shared emotions, and each fold's classifier also scored on the whole target corpus (a
+        second run folder, protocol ``<protocol>+to-<cross>``).
 
     Returns
     -------
@@ -499,6 +504,15 @@ def run_baseline(corpus: str, name: str, protocol: str = "speaker_kfold", profil
     if df is None:
         df = load_corpus(corpus, root)
     df = df.reset_index(drop=True)
+    df_t = None
+    if cross is not None:
+        from .crosscorpus import restrict, shared_emotions
+
+        df_t = cross_df if cross_df is not None else load_corpus(cross, cross_root)
+        shared = shared_emotions(df, df_t, emotions)
+        df, df_t = restrict(df, shared), restrict(df_t, shared)
+    elif emotions is not None:
+        raise ConfigError("emotions=... selects the classes of a cross-corpus study; pass cross=<corpus> too")
     labels = sorted(df["emotion"].astype(str).unique())
     y = df["emotion"].astype(str).map({lab: i for i, lab in enumerate(labels)}).to_numpy(np.int64)
     splits = make_splits(df, protocol, k=k, seed=split_seed)
@@ -511,6 +525,8 @@ def run_baseline(corpus: str, name: str, protocol: str = "speaker_kfold", profil
     config_core = {"feature_set": feature_set, "classifier": classifier, "feature_spec": spec, "c_grid": grid,
                    "speaker_norm": bool(speaker_norm), "k": k, "split_seed": split_seed, "labels": labels,
                    "n_utterances": len(df), "refit": "train+val", "baseline_code_version": BASELINE_CODE_VERSION}
+    if df_t is not None:   # only cross-corpus studies carry the key, so other runs keep their hashes
+        config_core["cross"] = {"corpus": cross, "n_utterances": len(df_t), "emotions": labels}
     config_hash = _hash(config_core)
     feature_key = _hash(spec)
     X = None
@@ -525,10 +541,14 @@ def run_baseline(corpus: str, name: str, protocol: str = "speaker_kfold", profil
             X = baseline_features(df, feature_set, progress=progress, n_jobs=n_jobs)
             if speaker_norm:
                 X = speaker_normalize(X, df["speaker"].astype(str).to_numpy())
-        atomic_write_json(rdir / "config.json", {
-            "corpus": corpus, "model": name, "protocol": run_protocol, "fold": fold, "seed": 0,
-            "profile": prof.name, "test_speakers": list(split.test_speakers),
-            "val_speakers": list(split.val_speakers), **config_core})
+            if df_t is not None:
+                X_t = baseline_features(df_t, feature_set, progress=progress, n_jobs=n_jobs)
+                if speaker_norm:
+                    X_t = speaker_normalize(X_t, df_t["speaker"].astype(str).to_numpy())
+        config = {"corpus": corpus, "model": name, "protocol": run_protocol, "fold": fold, "seed": 0,
+                  "profile": prof.name, "test_speakers": list(split.test_speakers),
+                  "val_speakers": list(split.val_speakers), **config_core}
+        atomic_write_json(rdir / "config.json", config)
         t0 = time.perf_counter()
         # C from the validation rows of a fit on the training rows; the test rows are not passed
         sel = select_c(X, y, split.train, split.val, classifier, grid)
@@ -562,10 +582,41 @@ def run_baseline(corpus: str, name: str, protocol: str = "speaker_kfold", profil
             "chosen_C": sel["C"], "c_search": sel["search"], "feature_set": feature_set, "classifier": classifier,
             "feature_spec": spec, "n_fit_for_C": int(split.train.size),
         }
+        if df_t is not None:   # the same classifier on the other corpus, written before the run is marked done
+            _score_cross_baseline(model, X_t, df_t, labels, res, config, sdir, cross, name, run_protocol, fold,
+                                  config_hash)
         atomic_write_json(rdir / "result.json", res)  # last: marks the run finished
         study_say(f"[{i}/{len(folds)}] {run_id}: test UAR {test['uar']:.3f} WA {test['wa']:.3f} "
                   f"(C {sel['C']:g}, val UAR {sel['val_uar']:.3f}, {seconds:.1f} s)")
     return collect(sdir)
+
+
+def _score_cross_baseline(model, X_t: np.ndarray, df_t: pd.DataFrame, labels, res: dict, config: dict, sdir: Path,
+                          target: str, name: str, protocol: str, fold: int, config_hash: str) -> dict:
+    """Score a fitted baseline on the whole target corpus, written as its own run folder."""
+    from .checkpoint import atomic_write_json
+    from .crosscorpus import cross_protocol
+    from .metrics import confusion_matrix, scores
+    from .protocols import protocol_label
+    from .study import _prediction_table, _write_table
+
+    y_t = df_t["emotion"].astype(str).map({lab: i for i, lab in enumerate(labels)}).to_numpy(np.int64)
+    probs = class_scores(model, X_t, len(labels))
+    pred_idx = np.asarray(model.predict(X_t), dtype=np.int64)
+    ev = {**scores(y_t, pred_idx, len(labels)), "pred": pred_idx, "probs": probs}
+    xprotocol = cross_protocol(protocol, target)
+    run_id = f"{name}-{xprotocol}-f{fold}-s0-{config_hash}"
+    rdir = sdir / "runs" / run_id
+    atomic_write_json(rdir / "config.json", {**config, "protocol": xprotocol, "test_corpus": target})
+    _write_table(_prediction_table(run_id, target, name, xprotocol, fold, 0, df_t, y_t, ev, labels),
+                 rdir / "predictions.parquet")
+    out = {**res, "protocol": xprotocol, "protocol_label": protocol_label(xprotocol), "run_id": run_id,
+           "test_speakers": ",".join(sorted(df_t["speaker"].astype(str).unique())), "wa": ev["wa"],
+           "uar": ev["uar"], "macro_f1": ev["macro_f1"], "n_test": int(len(df_t)),
+           "confusion": confusion_matrix(y_t, pred_idx, len(labels)).tolist(), "test_corpus": target,
+           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    atomic_write_json(rdir / "result.json", out)
+    return out
 
 
 #: The classical rows every results table of the reports carries, next to the networks.

@@ -183,7 +183,9 @@ class _Design:
     """Per-unit, per-seed confusion matrices of one or more models on one protocol, on a shared seed axis.
 
     Units are the resampled entities: ``(fold, speaker)`` for speaker-independent protocols (each test
-    speaker is in one fold), ``(fold, utterance)`` otherwise. ``C[m]`` has shape (U, S, K*K): model m's
+    speaker is in one fold), ``(fold, utterance)`` otherwise. Cross-corpus protocols (``+to-<corpus>``)
+    score every target speaker in every fold: there the units are the target speakers and every
+    (fold, seed) network is a replicate (one fold, seed slot ``fold * 1000 + seed``). ``C[m]`` has shape (U, S, K*K): model m's
     confusion counts of unit u under the s-th seed of the axis. A model with a single seed in a fold
     (deterministic, e.g. a classical baseline) fills every seed slot of that fold with it. ``avail[f]``
     lists the seed slots that every model can supply in fold f; draws pick seeds among those only.
@@ -200,10 +202,16 @@ class _Design:
             if not len(p):
                 raise ConfigError("no predictions to bootstrap")
         self.speaker = is_speaker_independent(protocol)
+        # cross-corpus rows (protocol "<p>+to-<corpus>"): every fold's network scores the same target
+        # speakers, so a speaker is one unit across folds and the folds' networks are replicates
+        self.replicates = "+to-" in (protocol or "")
         key = "speaker" if self.speaker else "utt_id"
         frames = []
         for p in preds:
             p = p.copy()
+            if self.replicates:
+                p["seed"] = p["fold"].astype(np.int64) * 1000 + p["seed"].astype(np.int64)
+                p["fold"] = 0
             if key not in p.columns:
                 if self.speaker:
                     raise ConfigError("speaker-independent bootstrap needs a 'speaker' column in predictions")
@@ -295,6 +303,9 @@ class _Design:
                 "unit": "speakers" if self.speaker else "utterances"}
 
     def method(self, n_boot: int, level: float) -> str:
+        if self.replicates:
+            return (f"bootstrap over the target corpus's speakers and the trained networks (folds x seeds; "
+                    f"{n_boot} draws, percentile {100 * level:g} %)")
         seeds = " and seeds within folds" if any(len(a) > 1 for a in self.avail) else ""
         what = "test speakers" if self.speaker else "test utterances within classes"
         return f"bootstrap over {what}{seeds} ({n_boot} draws, percentile {100 * level:g} %)"

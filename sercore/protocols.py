@@ -90,7 +90,8 @@ def protocol_label(protocol: str) -> str:
     ``"speaker-independent"`` or ``"speaker-dependent"``; a protocol carrying
     :data:`SPEAKER_NORM_SUFFIX` adds ``", per-speaker normalisation"`` (e.g.
     ``"speaker_kfold+speaker-norm"`` -> ``"speaker-independent, per-speaker normalisation"``).
-    Other suffixes (e.g. ``+leaky-augmentation``) keep the plain label.
+    A cross-corpus protocol (``"speaker_kfold+to-ravdess"``, :mod:`sercore.crosscorpus`) adds
+    ``", tested on ravdess"``. Other suffixes (e.g. ``+leaky-augmentation``) keep the plain label.
     """
     base = protocol.split("+")[0]
     if base not in PROTOCOLS:
@@ -98,6 +99,8 @@ def protocol_label(protocol: str) -> str:
     label = "speaker-independent" if PROTOCOLS[base] else "speaker-dependent"
     if SPEAKER_NORM_SUFFIX in protocol:
         label += ", per-speaker normalisation"
+    if "+to-" in protocol:
+        label += ", tested on " + protocol.split("+to-", 1)[1].split("+")[0]
     return label
 
 

@@ -316,13 +316,16 @@ def render_html(nb, html_path: str | os.PathLike, meta: Mapping[str, Any] | None
     import copy
 
     from nbconvert import HTMLExporter
+
+    from .analysis import HEADLINE_MIME
     from nbconvert.preprocessors import TagRemovePreprocessor
 
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.get("outputs", [])
-                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
+                            and HEADLINE_MIME not in o.get("data", {})]   # for the index, not the page
     title = notebook_title(nb) or Path(html_path).stem
     nb.metadata["title"] = title
     exporter = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True)
@@ -450,6 +453,9 @@ def run_notebooks(corpus: str = "synthetic", profile: str = "quick",
                 "date": start_date.strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
                 "runtime_s": round(runtime, 1), "parameters": _jsonable(injected),
                 "executed_notebook": _in_checkout(executed)}
+        headline = notebook_headline(nb)
+        if headline is not None:
+            meta["headline"] = headline
         html = render_html(nb, folder / f"{name}.html", meta)
         _update_manifest(folder, meta)
         if index:
@@ -494,14 +500,71 @@ def list_reports(reports_dir: str | os.PathLike | None = None) -> list[dict]:
     return found
 
 
+def notebook_headline(nb) -> list[dict] | None:
+    """The headline rows an executed notebook published (:func:`sercore.analysis.publish_headline`)."""
+    from .analysis import HEADLINE_MIME
+
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            data = out.get("data", {})
+            if HEADLINE_MIME in data:
+                rows = data[HEADLINE_MIME]
+                return json.loads(rows) if isinstance(rows, str) else list(rows)
+    return None
+
+
+def headline_html(metas: Iterable[Mapping[str, Any]]) -> str:
+    """The index's side-by-side table: per model, speaker-independent and speaker-dependent UAR with
+    95 % intervals on every corpus whose reports published a headline (a link to that report)."""
+    esc = _html.escape
+    cells: dict[tuple[str, str], dict[str, tuple]] = {}
+    corpora, kinds = [], {}
+    for m in metas:
+        for r in m.get("headline") or []:
+            proto = r["protocol"]
+            if proto not in ("speaker_kfold", "random"):
+                continue
+            if m["corpus"] not in corpora:
+                corpora.append(m["corpus"])
+            kinds[r["model"]] = r["kind"]
+            cells.setdefault((r["model"], proto), {})[m["corpus"]] = (r, m)
+    if not cells:
+        return ""
+    protos = [p for p in ("speaker_kfold", "random") if any(k[1] == p for k in cells)]
+    label = {"speaker_kfold": "speaker-independent", "random": "speaker-dependent"}
+    head = "".join(f"<th>{esc(c)}, {label[p]}</th>" for p in protos for c in corpora)
+    models = sorted(kinds, key=lambda x: (kinds[x] != "network", x))
+    body = []
+    for model in models:
+        tds = []
+        for p in protos:
+            for c in corpora:
+                hit = cells.get((model, p), {}).get(c)
+                if hit is None:
+                    tds.append('<td style="color:#888">not run</td>')
+                    continue
+                r, m = hit
+                tds.append(f'<td><a href="{esc(m["html"])}">{100 * r["uar"]:.1f}</a> '
+                           f'[{100 * r["uar_low"]:.1f}, {100 * r["uar_high"]:.1f}] '
+                           f'<span style="color:#666">({esc(r["profile"])}, {int(r["n_runs"])} runs)</span></td>')
+        kind = " <span style=\"color:#666\">(classical baseline)</span>" if kinds[model] != "network" else ""
+        body.append(f"<tr><td><code>{esc(model)}</code>{kind}</td>{''.join(tds)}</tr>")
+    return ("<h2>Results side by side</h2><p>Test UAR % with 95 % bootstrap intervals (speaker-independent: over "
+            "test speakers and seeds; speaker-dependent: over utterances within classes and seeds), from each "
+            "corpus's training report. A corpus without a report here has not been run.</p>"
+            f'<div style="overflow-x:auto"><table><thead><tr><th>model</th>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
 def write_index(reports_dir: str | os.PathLike | None = None) -> Path:
-    """Write ``reports/index.html``: one table per corpus, a row per report with its provenance."""
+    """Write ``reports/index.html``: the headline results of every corpus side by side, then one table
+    per corpus, a row per report with its provenance."""
     root = Path(reports_dir) if reports_dir is not None else config.reports_dir()
     by_corpus: dict[str, list[dict]] = {}
     for meta in list_reports(root):
         by_corpus.setdefault(meta["corpus"], []).append(meta)
     esc = _html.escape
-    sections = []
+    sections = [headline_html(m for ms in by_corpus.values() for m in ms)]
     for corpus, metas in sorted(by_corpus.items()):
         rows = "".join(
             f'<tr><td><a href="{esc(m["html"])}">{esc(m["title"])}</a></td>'
@@ -511,7 +574,7 @@ def write_index(reports_dir: str | os.PathLike | None = None) -> Path:
         sections.append(f"<h2>{esc(corpus)}</h2><table><thead><tr><th>report</th><th>corpus</th>"
                         f"<th>profile</th><th>date</th><th>sercore commit</th><th>run time</th></tr>"
                         f"</thead><tbody>{rows}</tbody></table>")
-    if not sections:
+    if not by_corpus:
         sections.append("<p>No reports yet: run <code>make reports</code>.</p>")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>sercore reports</title>

@@ -261,7 +261,9 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
               train: dict | None = None, model_kwargs: dict | None = None, augment: dict | None = None,
               augment_before_split: bool = False, results_root: str | Path | None = None,
               progress: bool | None = None, on_epoch: Callable[[dict], None] | None = None,
-              split_seed: int = 0, speaker_norm: bool = False) -> Study:
+              split_seed: int = 0, speaker_norm: bool = False, cross: str | None = None,
+              cross_root: str | Path | None = None, cross_df: pd.DataFrame | None = None,
+              emotions: Sequence[str] | None = None) -> Study:
     """Train and test ``model`` on every selected fold and seed of ``protocol``; resumable.
 
     Parameters
@@ -302,6 +304,16 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
         Standardise every utterance with its own speaker's statistics instead of the training rows'
         (:func:`sercore.features.speaker_normalize`): a test speaker is then normalised with its own
         unlabelled test features. Its results are a protocol variant, ``<protocol>+speaker-norm``.
+    cross : str, optional
+        Cross-corpus evaluation (:mod:`sercore.crosscorpus`): both corpora are restricted to the
+        emotions they share (or ``emotions``), and every trained network is also scored on the whole
+        of corpus ``cross``, as a second run folder whose protocol is ``<protocol>+to-<cross>``
+        (prediction rows carry the target corpus's name). Nothing of the target corpus is used in
+        training, normalisation (except its own statistics under ``speaker_norm``) or model selection.
+    cross_root, cross_df : optional
+        The target corpus's folder or table (as ``root`` / ``df`` for the source).
+    emotions : sequence of str, optional
+        The classes of a cross-corpus study (default: every emotion both corpora label).
 
     Segments. Under a profile with ``segments`` (``standard``), features hold each utterance whole
     (padded to the corpus's longest, :func:`segment_settings`), training draws a random crop of
@@ -334,6 +346,18 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
     if df is None:
         df = load_corpus(corpus, root)
     df = df.reset_index(drop=True)
+    df_t = None
+    if cross is not None:
+        from .crosscorpus import restrict, shared_emotions
+
+        if augment_before_split:
+            raise ConfigError("augment_before_split is a leak demonstration of one corpus; it cannot be "
+                              "combined with cross-corpus evaluation (cross=...)")
+        df_t = cross_df if cross_df is not None else load_corpus(cross, cross_root)
+        shared = shared_emotions(df, df_t, emotions)
+        df, df_t = restrict(df, shared), restrict(df_t, shared)
+    elif emotions is not None:
+        raise ConfigError("emotions=... selects the classes of a cross-corpus study; pass cross=<corpus> too")
     labels = sorted(df["emotion"].astype(str).unique())
     cfg_feat = feature_config_for(model, prof, features)
     # the profile's per-model settings (e.g. window lengths that keep their duration at a coarser hop)
@@ -341,12 +365,17 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
     tcfg = TrainConfig.from_dict({**prof.train})
     input_shape = cfg_feat.shape
     lengths = None
+    lengths_t = None
     if prof.segments:
-        cfg_feat, crop, step = segment_settings(cfg_feat, prof.segments, _durations(df))
+        both = _durations(df) if df_t is None else np.concatenate([_durations(df), _durations(df_t)])
+        cfg_feat, crop, step = segment_settings(cfg_feat, prof.segments, both)
         tcfg = tcfg.replace(crop_frames=crop, window_step=step)
         input_shape = cfg_feat.shape[:-2] + (crop, cfg_feat.shape[-1])
         lengths = valid_steps(_durations(df), cfg_feat)
+        if df_t is not None:
+            lengths_t = valid_steps(_durations(df_t), cfg_feat)
     X = extract_features(df, cfg_feat, progress=show)
+    X_t = None if df_t is None else extract_features(df_t, cfg_feat, progress=show)
     run_protocol = protocol
     aug = prof.augment
     if augment_before_split:
@@ -377,6 +406,8 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
                    "augment": aug, "k": k, "split_seed": split_seed, "labels": labels,
                    "n_utterances": len(df), "leaky": bool(augment_before_split),
                    "segments": prof.segments, "speaker_norm": bool(speaker_norm), "input_shape": list(input_shape)}
+    if df_t is not None:   # only cross-corpus studies carry the key, so other runs keep their hashes
+        config_core["cross"] = {"corpus": cross, "n_utterances": len(df_t), "emotions": labels}
     config_hash = _hash(config_core)
     total = len(folds) * len(seeds)
     done = 0
@@ -432,17 +463,8 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
             test = evaluate(net, X_test, y[split.test], batch_size=tcfg.eval_batch_size,
                             lengths=part(split.test), crop_frames=tcfg.crop_frames, window_step=tcfg.window_step)
 
-            rows = df.iloc[split.test]
-            pred = pd.DataFrame({
-                "run_id": run_id, "corpus": corpus, "model": model, "protocol": run_protocol, "fold": fold,
-                "seed": seed, "utt_id": rows["utt_id"].astype(str).to_numpy(), "path": rows["path"].astype(str).to_numpy(),
-                "speaker": rows["speaker"].astype(str).to_numpy(), "true": y[split.test].astype(np.int64),
-                "pred": test["pred"].astype(np.int64)})
-            pred["true_label"] = [labels[i] for i in pred["true"]]
-            pred["pred_label"] = [labels[i] for i in pred["pred"]]
-            for j, lab in enumerate(labels):
-                pred[f"p_{lab}"] = test["probs"][:, j]
-            _write_table(pred, rdir / "predictions.parquet")
+            _write_table(_prediction_table(run_id, corpus, model, run_protocol, fold, seed, df.iloc[split.test],
+                                           y[split.test], test, labels), rdir / "predictions.parquet")
             res = {
                 "corpus": corpus, "model": model, "protocol": run_protocol,
                 "protocol_label": protocol_label(run_protocol), "fold": fold, "seed": seed,
@@ -462,6 +484,10 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
                               "crop_frames": tcfg.crop_frames, "window_step": tcfg.window_step,
                               "speaker_norm": bool(speaker_norm)},
                        input_shape=input_shape)
+            if df_t is not None:   # the same network on the other corpus; written first, so that the
+                # within-corpus result.json (which marks the run finished) implies this one
+                _score_cross(net, df_t, X_t, lengths_t, labels, normalizer, speaker_norm, tcfg, res, config,
+                             sdir, cross, model, run_protocol, fold, seed, config_hash)
             atomic_write_json(rdir / "result.json", res)  # last: marks the run finished
             # the finished run lives on in result.json and model/; its checkpoint (optimiser state and
             # two copies of the weights, ~4x the model) would only fill the disk
@@ -471,6 +497,53 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
                  f"(best epoch {result.best_epoch}/{result.epochs_run}, val UAR {res['val_uar']:.3f}, "
                  f"{time.perf_counter() - t0:.0f} s{', resumed' if resumed else ''})")
     return collect(sdir)
+
+
+def _prediction_table(run_id: str, corpus: str, model: str, protocol: str, fold: int, seed: int,
+                      rows: pd.DataFrame, y_true: np.ndarray, test: Mapping, labels: Sequence[str]) -> pd.DataFrame:
+    """One row per scored utterance: ids, true and predicted class, class probabilities."""
+    pred = pd.DataFrame({
+        "run_id": run_id, "corpus": corpus, "model": model, "protocol": protocol, "fold": fold,
+        "seed": seed, "utt_id": rows["utt_id"].astype(str).to_numpy(), "path": rows["path"].astype(str).to_numpy(),
+        "speaker": rows["speaker"].astype(str).to_numpy(), "true": np.asarray(y_true).astype(np.int64),
+        "pred": np.asarray(test["pred"]).astype(np.int64)})
+    pred["true_label"] = [labels[i] for i in pred["true"]]
+    pred["pred_label"] = [labels[i] for i in pred["pred"]]
+    for j, lab in enumerate(labels):
+        pred[f"p_{lab}"] = np.asarray(test["probs"])[:, j]
+    return pred
+
+
+def _score_cross(net, df_t: pd.DataFrame, X_t: np.ndarray, lengths_t, labels: Sequence[str], normalizer,
+                 speaker_norm: bool, tcfg, res: Mapping, config: Mapping, sdir: Path, target: str, model: str,
+                 protocol: str, fold: int, seed: int, config_hash: str) -> dict:
+    """Score a trained network on the whole target corpus and write that evaluation as its own run
+    folder (protocol ``<protocol>+to-<target>``); returns its result record."""
+    from .crosscorpus import cross_protocol
+    from .features import speaker_normalize
+    from .protocols import protocol_label
+    from .training import evaluate
+
+    y_t = df_t["emotion"].astype(str).map({lab: i for i, lab in enumerate(labels)}).to_numpy(np.int32)
+    if speaker_norm:
+        Xn = speaker_normalize(X_t, df_t["speaker"].to_numpy(), lengths=lengths_t)
+    else:
+        Xn = normalizer.apply(X_t)   # the source training rows' statistics
+    ev = evaluate(net, Xn, y_t, batch_size=tcfg.eval_batch_size, lengths=lengths_t,
+                  crop_frames=tcfg.crop_frames, window_step=tcfg.window_step)
+    xprotocol = cross_protocol(protocol, target)
+    run_id = f"{model}-{xprotocol}-f{fold}-s{seed}-{config_hash}"
+    rdir = sdir / "runs" / run_id
+    atomic_write_json(rdir / "config.json", {**config, "protocol": xprotocol, "test_corpus": target})
+    _write_table(_prediction_table(run_id, target, model, xprotocol, fold, seed, df_t, y_t, ev, labels),
+                 rdir / "predictions.parquet")
+    speakers = sorted(df_t["speaker"].astype(str).unique())
+    out = {**res, "protocol": xprotocol, "protocol_label": protocol_label(xprotocol), "run_id": run_id,
+           "test_speakers": ",".join(speakers), "wa": ev["wa"], "uar": ev["uar"], "macro_f1": ev["macro_f1"],
+           "n_test": int(len(df_t)), "confusion": ev["confusion"].tolist(), "test_corpus": target,
+           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    atomic_write_json(rdir / "result.json", out)
+    return out
 
 
 def _windows(X: np.ndarray, lengths, crop: int, step: int) -> np.ndarray:

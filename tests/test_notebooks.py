@@ -22,6 +22,7 @@ MIN_FIGURES = {
     "03_training": 4,              # 2 learning-curve figures, results with CIs, training time
     "04_error_analysis": 8,        # 2 confusions, recall, speakers, gender, 2+ attention, embeddings
     "05_representations_and_augmentation": 3,   # AE reconstruction, fusion CIs, augmentation CIs
+    "06_cross_corpus": 2,          # within vs cross CIs (one direction: synthetic-small with itself), recall
 }
 
 

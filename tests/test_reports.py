@@ -189,3 +189,36 @@ def test_rendered_tables_scroll_instead_of_clipping(nb_dir, tmp_path):
                           notebook_dir=nb_dir, prepare_corpus=False, log=None)
     html = (out / "toy" / "01_figure.html").read_text()
     assert ".jp-OutputArea-output{overflow-x:auto" in html
+
+
+HEADLINE = """\
+import pandas as pd
+from sercore import analysis
+summary = pd.DataFrame([
+    {"variant": "zhao2d", "protocol": "speaker_kfold", "uar": 0.61 + 0.1 * (corpus == 'b'), "uar_low": 0.55,
+     "uar_high": 0.68, "n_runs": 15},
+    {"variant": "egemaps_svm", "protocol": "speaker_kfold", "uar": 0.66, "uar_low": 0.61, "uar_high": 0.71, "n_runs": 5},
+    {"variant": "zhao2d", "protocol": "random", "uar": 0.72, "uar_low": 0.69, "uar_high": 0.76, "n_runs": 5}])
+rows = analysis.publish_headline(summary, profile=profile)
+"""
+
+
+def test_index_shows_each_corpus_headline_side_by_side(tmp_path):
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    _notebook(d / "03_train.ipynb", HEADLINE)
+    out = tmp_path / "reports"
+    for corpus in ("a", "b"):
+        reports.run_notebooks(corpus, "standard", reports_dir=out, out_dir=tmp_path / "exec" / corpus,
+                              notebook_dir=d, prepare_corpus=False, log=None)
+    manifest = json.loads((out / "a" / "manifest.json").read_text())["reports"]["03_train"]
+    assert [r["model"] for r in manifest["headline"]] == ["zhao2d", "egemaps_svm", "zhao2d"]
+    assert manifest["headline"][0]["uar"] == pytest.approx(0.61)
+    html = (out / "a" / "03_train.html").read_text()
+    assert "vnd.sercore.headline" not in html and '"kind"' not in html     # invisible in the report itself
+    index = (out / "index.html").read_text()
+    assert "Results side by side" in index
+    assert "a, speaker-independent" in index and "b, speaker-independent" in index and "b, speaker-dependent" in index
+    assert '<a href="a/03_train.html">61.0</a> [55.0, 68.0]' in index
+    assert '<a href="b/03_train.html">71.0</a> [55.0, 68.0]' in index
+    assert "(classical baseline)" in index and index.index("zhao2d") < index.index("egemaps_svm")
