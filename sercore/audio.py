@@ -42,8 +42,10 @@ MIN_SECONDS = 0.1
 #: Analysis frame and hop of the activity check, in seconds.
 FRAME_S, HOP_S = 0.020, 0.010
 #: RMS level (dB re full scale) a frame must reach to count as sound that may be speech. Digital
-#: silence, dither and padding-level noise stay below it; speech at any usable level is far above.
-SPEECH_FLOOR_DBFS = -50.0
+#: silence, dither and padding-level noise (-80 dBFS and below) stay under it; the quietest RAVDESS
+#: utterance peaks at -54 dBFS, and every EmoDB and RAVDESS file has 28 or more frames above it.
+#: An energy floor is no voice detector: steady room noise louder than this passes.
+SPEECH_FLOOR_DBFS = -60.0
 #: Frames above the floor a usable recording needs (0.1 s of sound).
 MIN_ACTIVE_FRAMES = 10
 #: A sample at or above this magnitude (of full scale, 1.0) counts as clipped ...

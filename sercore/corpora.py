@@ -365,6 +365,7 @@ def load_corpus(name: str, root: str | os.PathLike | None = None, *,
         dup = df.loc[df["utt_id"].duplicated(keep=False), "path"].tolist()
         raise CorpusError(f"corpus {name!r} in {folder} holds the same utterance twice: "
                           f"{', '.join(dup[:6])}; delete the duplicate copies")
+    df.attrs["truncated"] = truncated
     return df
 
 

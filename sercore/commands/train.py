@@ -55,7 +55,7 @@ def register(subparsers) -> None:
         "predict", help="classify audio files (or folders of them) with a saved model",
         description="Print the predicted emotion and class probabilities of each file, scored over windows "
                     "covering all of it after trimming leading/trailing silence. Files without usable speech "
-                    "(shorter than 0.1 s, or fewer than 10 frames of 20 ms above -50 dBFS) get an error and "
+                    "(shorter than 0.1 s, or fewer than 10 frames of 20 ms at -60 dBFS or more) get an error and "
                     "no prediction; clipped, over-range or truncated files get a prediction and a warning. "
                     "A bad file never stops the batch; the exit status is 1 if any file failed.")
     q.add_argument("files", nargs="+", metavar="FILE_OR_DIR",
