@@ -355,6 +355,34 @@ def predict_file(path: str | os.PathLike, saved: SavedModel, *, trim: bool = Tru
             "resampled_from": rate if rate != cfg.sr else None}
 
 
+def timeline_sizes(saved: SavedModel, window_s: float | None = None, hop_s: float | None = None) -> tuple[float, float]:
+    """``(window_s, hop_s)`` of :func:`predict_timeline`, defaults filled in and checked.
+
+    Raises
+    ------
+    ConfigError
+        Either below 0.01 s or not finite, a hop longer than the window, or a window shorter than the
+        model's training crop.
+    """
+    from .errors import ConfigError
+
+    cfg = saved.feature_cfg
+    crop, _ = _scoring(saved)
+    crop_s = (crop if cfg.kind == "raw" else (crop - 1) * cfg.hop_length) / cfg.sr if crop else None
+    window_s = float(window_s if window_s is not None else (crop_s or cfg.duration))
+    hop_s = float(hop_s if hop_s is not None else window_s / 2)
+    if not (np.isfinite(window_s) and np.isfinite(hop_s) and window_s >= 0.01 and hop_s >= 0.01):
+        raise ConfigError(f"window ({window_s} s) and hop ({hop_s} s) must be at least 0.01 s; "
+                          "give --window and --hop in seconds")
+    if hop_s > window_s:
+        raise ConfigError(f"hop {hop_s} s is longer than the window {window_s} s: the windows would leave "
+                          "gaps; give --hop <= --window")
+    if crop_s and window_s < crop_s:
+        raise ConfigError(f"window {window_s} s is shorter than the {crop_s:.2f} s the model was trained on; "
+                          f"give --window {crop_s:.2f} or more")
+    return window_s, hop_s
+
+
 def predict_timeline(path: str | os.PathLike, saved: SavedModel, window_s: float | None = None,
                      hop_s: float | None = None):
     """Per-window predictions over a long recording, in windows of a chosen length.
@@ -373,30 +401,17 @@ def predict_timeline(path: str | os.PathLike, saved: SavedModel, window_s: float
     Raises
     ------
     ConfigError
-        ``window_s`` or ``hop_s`` below 0.01 s or not finite, a hop longer than the window, or a
-        window shorter than the model's training crop.
+        Bad window sizes (:func:`timeline_sizes`).
     AudioError
         An unreadable file, or one without usable speech.
     """
     import pandas as pd
 
-    from .errors import ConfigError
     from .features import compute
 
     cfg = saved.feature_cfg
     crop, step = _scoring(saved)
-    crop_s = (crop if cfg.kind == "raw" else (crop - 1) * cfg.hop_length) / cfg.sr if crop else None
-    window_s = float(window_s if window_s is not None else (crop_s or cfg.duration))
-    hop_s = float(hop_s if hop_s is not None else window_s / 2)
-    if not (np.isfinite(window_s) and np.isfinite(hop_s) and window_s >= 0.01 and hop_s >= 0.01):
-        raise ConfigError(f"window ({window_s} s) and hop ({hop_s} s) must be at least 0.01 s; "
-                          "give --window and --hop in seconds")
-    if hop_s > window_s:
-        raise ConfigError(f"hop {hop_s} s is longer than the window {window_s} s: the windows would leave "
-                          "gaps; give --hop <= --window")
-    if crop_s and window_s < crop_s:
-        raise ConfigError(f"window {window_s} s is shorter than the {crop_s:.2f} s the model was trained on; "
-                          f"give --window {crop_s:.2f} or more")
+    window_s, hop_s = timeline_sizes(saved, window_s, hop_s)
     y, _ = _usable_audio(path, saved)
     win, hop = int(round(window_s * cfg.sr)), max(1, int(round(hop_s * cfg.sr)))
     starts = list(range(0, max(len(y) - win, 0) + 1, hop))

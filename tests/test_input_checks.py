@@ -236,6 +236,17 @@ def test_windows_are_streamed_with_the_same_answer(crop_model, tmp_path, monkeyp
     np.testing.assert_allclose(list(whole["probabilities"].values()), ref, rtol=1e-4)
 
 
+def test_timeline_window_shorter_than_the_crop_is_refused_before_the_batch(crop_model, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="shorter than the 0.22 s the model was trained on"):
+        predict.timeline_sizes(crop_model, 0.2)
+    assert predict.timeline_sizes(crop_model) == pytest.approx((0.224, 0.112))
+    path = write(tmp_path / "talk.wav", speech_like(1.0))
+    argv = ["predict", str(path), "--model", str(tmp_path / "crop-model"), "--timeline", "--window", "0.2"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "give --window 0.22 or more" in captured.err and captured.out == "" and "predicted" not in captured.err
+
+
 def test_timeline_in_json_and_text(saved_dir, tmp_path, capsys):
     path = write(tmp_path / "talk.wav", speech_like(3.0))
     assert main(["predict", str(path), "--model", str(saved_dir[0]), "--timeline", "--json"]) == 0

@@ -231,7 +231,7 @@ def cmd_predict(args) -> int:
 
     from ..config import quiet
     from ..errors import SercoreError
-    from ..predict import load_model, predict_file, predict_timeline
+    from ..predict import load_model, predict_file, predict_timeline, timeline_sizes
 
     problem = next((f"--{name} needs --timeline (it sets the timeline's windows)" for name in ("window", "hop")
                     if getattr(args, name) is not None and not args.timeline), None)
@@ -240,6 +240,9 @@ def cmd_predict(args) -> int:
     if problem:
         args._parser.error(problem)  # usage line + exit status 2, like argparse's own checks
     saved = load_model(args.model)
+    custom_timeline = args.timeline and (args.window is not None or args.hop is not None)
+    if custom_timeline:
+        timeline_sizes(saved, args.window, args.hop)   # refuse bad sizes once, before the batch
     inputs = _expand_inputs(args.files)
     show = (not quiet() and len(inputs) > 1) if args.progress is None else args.progress
     failed, n_warned = [], 0
@@ -258,7 +261,7 @@ def cmd_predict(args) -> int:
             if error is None:
                 try:
                     out = predict_file(path, saved)
-                    if args.timeline and (args.window is not None or args.hop is not None):
+                    if custom_timeline:
                         table = predict_timeline(path, saved, window_s=args.window, hop_s=args.hop)
                         out["windows"] = [{"start": r["start"], "end": r["end"], "label": r["label"],
                                            "probabilities": {lab: float(r[lab]) for lab in saved.labels}}
