@@ -12,7 +12,11 @@ leaf-array checkpoint format as training (one small file, atomic, checked agains
 shapes) rather than Orbax, for the reasons given in :mod:`sercore.checkpoint`.
 
 Audio in another sample rate is resampled to the model's rate on load (``load_audio`` uses soxr), and
-the returned dict says so (``resampled_from``).
+the returned dict says so (``resampled_from``). Before any answer the file passes the input checks of
+:func:`sercore.audio.read_audio`: one without usable speech raises :class:`~sercore.errors.AudioError`
+with the reason, a suspicious one (clipped, beyond full scale, truncated) is answered with
+``warnings``. :func:`predict_file` scores the whole file, trimmed of leading and trailing silence,
+over the model's windows (README, "Input checks").
 """
 from __future__ import annotations
 
@@ -281,11 +285,6 @@ def _softmax_mean(log_probs: np.ndarray) -> np.ndarray:
     z = log_probs.mean(axis=0)
     z = np.exp(z - z.max())
     return (z / z.sum()).astype(np.float32)
-
-
-def _whole_file_probs(saved: SavedModel, y: np.ndarray) -> np.ndarray:
-    """Probabilities of one waveform: the mean logits of the scoring windows covering all of it."""
-    return _softmax_mean(_window_log_probs(saved, y)[1])
 
 
 def _usable_audio(path, saved: SavedModel):

@@ -167,6 +167,8 @@ def test_predict_all_good_exits_0_and_text_mode_names_errors(saved_dir, catalogu
     captured = capsys.readouterr()
     assert f"sercore: error: {files['one_sample']}: is too short" in captured.err
     assert captured.out.startswith(f"{files['good']}: ")    # the file after the bad one is answered
+    assert main(["predict", str(files["good"]), "--model", str(saved_dir[0]), "--csv", str(folder)]) == 1
+    assert f"cannot write --csv {folder}" in capsys.readouterr().err
     empty = folder / "empty"
     empty.mkdir()
     assert main(["predict", str(empty), "--model", str(saved_dir[0]), "--json"]) == 1
@@ -288,6 +290,11 @@ def test_bad_numeric_options_are_refused_with_a_message(argv, message, capsys):
         main(argv)
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_option_its_partner_would_ignore_is_refused(capsys):
+    assert main(["reports", "--index", "--only", "02"]) == 1
+    assert "--index only rewrites the index" in capsys.readouterr().err
 
 
 def test_ranges_are_stated_in_help(capsys):

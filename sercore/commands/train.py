@@ -210,12 +210,14 @@ def _csv_row(out: dict, labels) -> dict:
 def _print_prediction(out: dict, args) -> None:
     import pandas as pd
 
+    from ..predict import TIMELINE_MIN_WINDOWS
+
     probs = "  ".join(f"{k} {v:.2f}" for k, v in sorted(out["probabilities"].items(), key=lambda kv: -kv[1]))
     note = f" (resampled from {out['resampled_from']} Hz)" if out["resampled_from"] else ""
     print(f"{out['path']}: {out['label']}{note}\n  {probs}")
     start, end = out["speech"]
     print(f"  scored {start:.2f}-{end:.2f} s of {out['duration']:.2f} s over {out['n_windows']} window(s)"
-          + ("; --timeline shows each" if out["n_windows"] > 4 and not args.timeline else ""))
+          + ("; --timeline shows each" if out["n_windows"] > TIMELINE_MIN_WINDOWS and not args.timeline else ""))
     if args.timeline:
         rows = out["windows"]
         table = pd.DataFrame([{"start": w["start"], "end": w["end"], "label": w["label"], **w["probabilities"]}
@@ -230,7 +232,7 @@ def cmd_predict(args) -> int:
     from tqdm import tqdm
 
     from ..config import quiet
-    from ..errors import SercoreError
+    from ..errors import ConfigError, SercoreError
     from ..predict import load_model, predict_file, predict_timeline, timeline_sizes
 
     problem = next((f"--{name} needs --timeline (it sets the timeline's windows)" for name in ("window", "hop")
@@ -238,7 +240,10 @@ def cmd_predict(args) -> int:
     if problem is None and args.window is not None and args.hop is not None and args.hop > args.window:
         problem = f"--hop {args.hop} is longer than --window {args.window}; give --hop <= --window"
     if problem:
-        args._parser.error(problem)  # usage line + exit status 2, like argparse's own checks
+        parser = getattr(args, "_parser", None)
+        if parser is None:  # called without the parser (from Python)
+            raise ConfigError(problem)
+        parser.error(problem)  # usage line + exit status 2, like argparse's own checks
     saved = load_model(args.model)
     custom_timeline = args.timeline and (args.window is not None or args.hop is not None)
     if custom_timeline:
@@ -250,8 +255,12 @@ def cmd_predict(args) -> int:
     if args.csv:
         from pathlib import Path
 
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        csv_file = open(args.csv, "w", newline="", encoding="utf-8")
+        try:
+            Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+            csv_file = open(args.csv, "w", newline="", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write --csv {args.csv} ({exc.strerror}); give a file path in a "
+                              "writable folder") from exc
         writer = csv.DictWriter(csv_file, fieldnames=list(_csv_row({"path": ""}, saved.labels)))
         writer.writeheader()
     bar = tqdm(inputs, desc="predict", unit="file", disable=not show, leave=False, file=sys.stderr)
