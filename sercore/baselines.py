@@ -194,7 +194,7 @@ def load_audio_16k(path: str) -> np.ndarray:
     """:func:`sercore.audio.load_audio` at :data:`SAMPLE_RATE`, whole utterance."""
     from .audio import load_audio
 
-    return load_audio(path, sr=SAMPLE_RATE)
+    return load_audio(path, sr=SAMPLE_RATE, require_speech=True)
 
 
 def baseline_features(df: pd.DataFrame, feature_set: str, *, cache: bool = True, n_jobs: int | None = None,

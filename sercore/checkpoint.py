@@ -19,6 +19,8 @@ import io
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,11 @@ import numpy as np
 from .errors import ModelError
 
 _META_KEY = "__meta__"
+#: What a truncated or overwritten ``.npz`` raises inside numpy/zipfile.
+_DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError)
+#: What to do about a damaged epoch checkpoint (the default ``fix`` of :func:`load_pytree`).
+CHECKPOINT_FIX = ("delete it and re-run the same command: that run starts afresh from its first epoch, "
+                  "finished runs are kept")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -105,13 +112,21 @@ def save_pytree(path: str | os.PathLike, tree: Any, meta: dict | None = None) ->
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def load_meta(path: str | os.PathLike) -> dict:
-    """Read only the metadata of a checkpoint written by :func:`save_pytree`."""
-    with np.load(path, allow_pickle=False) as npz:
-        return json.loads(bytes(npz[_META_KEY]).decode("utf-8"))
+def load_meta(path: str | os.PathLike, fix: str = CHECKPOINT_FIX) -> dict:
+    """Read only the metadata of a checkpoint written by :func:`save_pytree` (ModelError if damaged)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return json.loads(bytes(npz[_META_KEY]).decode("utf-8"))
+    except _DAMAGED as exc:
+        raise ModelError(_damaged(path, exc, fix)) from exc
 
 
-def load_pytree(path: str | os.PathLike, target: Any) -> tuple[Any, dict]:
+def _damaged(path, exc, fix: str) -> str:
+    return (f"checkpoint {path} is damaged or unreadable ({type(exc).__name__}: {exc}), e.g. cut off by a "
+            f"full disk or an interrupted copy; {fix}")
+
+
+def load_pytree(path: str | os.PathLike, target: Any, fix: str = CHECKPOINT_FIX) -> tuple[Any, dict]:
     """Restore a pytree saved by :func:`save_pytree` into the structure of ``target``.
 
     Parameters
@@ -121,6 +136,9 @@ def load_pytree(path: str | os.PathLike, target: Any) -> tuple[Any, dict]:
     target : pytree
         A pytree with the same structure, shapes and dtypes (e.g. a freshly initialised model state);
         its leaf values are ignored.
+    fix : str
+        What the error message tells the user to do with a damaged file (default: delete this
+        epoch checkpoint and re-run, which restarts only that run).
 
     Returns
     -------
@@ -132,7 +150,8 @@ def load_pytree(path: str | os.PathLike, target: Any) -> tuple[Any, dict]:
     Raises
     ------
     ModelError
-        If the file is missing or unreadable, or its leaves do not match ``target``.
+        If the file is missing, truncated or unreadable (message: the file and ``fix``), or its
+        leaves do not match ``target``.
     """
     import jax
     import jax.numpy as jnp
@@ -145,8 +164,8 @@ def load_pytree(path: str | os.PathLike, target: Any) -> tuple[Any, dict]:
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(bytes(npz[_META_KEY]).decode("utf-8"))
             saved = [npz[f"leaf_{i:05d}"] for i in range(len(npz.files) - 1)]
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"checkpoint {path} is unreadable ({exc}); delete it and re-run to retrain") from exc
+    except _DAMAGED as exc:
+        raise ModelError(_damaged(path, exc, fix)) from exc
     if len(saved) != len(leaves):
         raise ModelError(f"checkpoint {path} holds {len(saved)} arrays but the model/optimiser has "
                          f"{len(leaves)}: it was written for another model or config; delete it to retrain")

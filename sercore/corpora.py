@@ -77,6 +77,8 @@ class CorpusInfo:
         The folder layout the parser expects, relative to the corpus folder.
     how_to_get : str
         The command or steps that put the corpus in place.
+    n_files : int or None
+        Utterances :func:`load_corpus` finds in the complete release (None where it varies).
     """
 
     name: str
@@ -84,6 +86,7 @@ class CorpusInfo:
     homepage: str
     layout: str
     how_to_get: str
+    n_files: int | None = None
 
 
 CORPORA: dict[str, CorpusInfo] = {
@@ -92,11 +95,11 @@ CORPORA: dict[str, CorpusInfo] = {
         CorpusInfo("emodb", "EmoDB, Berlin Database of Emotional Speech (Burkhardt et al., 2005)",
                    "http://emodb.bilderbar.info/",
                    "wav/SSTTTEv.wav (e.g. wav/03a01Fa.wav), optional erkennung.txt",
-                   "sercore data fetch emodb"),
+                   "sercore data fetch emodb", n_files=535),
         CorpusInfo("ravdess", "RAVDESS speech (Livingstone & Russo, 2018)",
                    "https://zenodo.org/record/1188976",
                    "Actor_XX/03-01-EE-II-SS-RR-AA.wav (e.g. Actor_01/03-01-05-02-01-01-01.wav)",
-                   "sercore data fetch ravdess"),
+                   "sercore data fetch ravdess", n_files=1440),
         CorpusInfo("cremad", "CREMA-D (Cao et al., 2014)",
                    "https://github.com/CheyneyComputerScience/CREMA-D",
                    "AudioWAV/1001_DFA_ANG_XX.wav and VideoDemographics.csv",
@@ -301,7 +304,9 @@ def load_corpus(name: str, root: str | os.PathLike | None = None, *,
     Returns
     -------
     pandas.DataFrame
-        One row per utterance with RangeIndex, sorted by ``path``, columns :data:`COLUMNS`:
+        One row per utterance with RangeIndex, sorted by ``path``. ``df.attrs["truncated"]`` lists
+        the files whose WAV header declares more frames than they hold (cut off during a copy; they
+        are kept, with a warning naming them), and ``duration`` is what they really hold. Columns :data:`COLUMNS`:
         ``utt_id`` (unique str), ``path`` (absolute str), ``corpus``, ``speaker`` (str), ``gender``
         ("female"/"male"), ``emotion`` (one of :data:`CANONICAL_EMOTIONS`), ``text`` (sentence
         id), ``take``, ``intensity``, ``duration`` (seconds, float), ``sample_rate`` (Hz, int),
@@ -345,7 +350,7 @@ def load_corpus(name: str, root: str | os.PathLike | None = None, *,
     df["corpus"] = name
     if name == "cremad":
         df["gender"] = _cremad_genders(folder, df["speaker"])
-    durations, sample_rates = _audio_headers(name, df["path"], on_error)
+    durations, sample_rates, truncated = _audio_headers(name, df["path"], on_error)
     df["duration"], df["sample_rate"] = durations, sample_rates
     df = df[df["duration"].notna()]
     if df.empty:
@@ -360,6 +365,7 @@ def load_corpus(name: str, root: str | os.PathLike | None = None, *,
         dup = df.loc[df["utt_id"].duplicated(keep=False), "path"].tolist()
         raise CorpusError(f"corpus {name!r} in {folder} holds the same utterance twice: "
                           f"{', '.join(dup[:6])}; delete the duplicate copies")
+    df.attrs["truncated"] = truncated
     return df
 
 
@@ -415,13 +421,16 @@ def _scan(name: str, folder: Path, on_error: str) -> list[dict]:
     return rows
 
 
-def _audio_headers(name: str, paths: pd.Series, on_error: str) -> tuple[np.ndarray, np.ndarray]:
-    """Duration (s) and sample rate of each file from its header; NaN/0 where unreadable."""
+def _audio_headers(name: str, paths: pd.Series, on_error: str) -> tuple[np.ndarray, np.ndarray, list]:
+    """Duration (s) and sample rate of each file from its header; NaN/0 where unreadable. Third: the
+    files shorter than their WAV header declares, as ``(path, declared_s, held_s)`` (a warning names them)."""
     import soundfile as sf
+
+    from .audio import declared_frames
 
     durations = np.full(len(paths), np.nan)
     rates = np.zeros(len(paths), dtype=np.int64)
-    bad = []
+    bad, truncated = [], []
     for i, path in enumerate(paths):
         try:
             info = sf.info(path)
@@ -432,6 +441,16 @@ def _audio_headers(name: str, paths: pd.Series, on_error: str) -> tuple[np.ndarr
             bad.append((path, "holds no audio samples"))
             continue
         durations[i], rates[i] = info.frames / info.samplerate, info.samplerate
+        declared = declared_frames(path)
+        if declared is not None and declared > info.frames:
+            truncated.append((str(path), declared / info.samplerate, info.frames / info.samplerate))
+    if truncated:
+        fetch = (f"`sercore data fetch {name} --force`" if name in ("emodb", "ravdess")
+                 else "the original corpus")
+        listing = "; ".join(f"{p} (header {d:.2f} s, holds {h:.2f} s)" for p, d, h in truncated[:5])
+        warnings.warn(f"{len(truncated)} file(s) in corpus {name!r} are shorter than their header declares "
+                      f"(cut off during a copy): {listing}{' ...' if len(truncated) > 5 else ''}. Fix: "
+                      f"replace them from {fetch}", stacklevel=3)
     if bad:
         listing = "; ".join(f"{p} ({why})" for p, why in bad[:5]) + (" ..." if len(bad) > 5 else "")
         if on_error == "raise":
@@ -442,7 +461,7 @@ def _audio_headers(name: str, paths: pd.Series, on_error: str) -> tuple[np.ndarr
                              "or load with on_error='skip'.")
         warnings.warn(f"skipped {len(bad)} unreadable file(s) in corpus {name!r}: {listing}",
                       stacklevel=3)
-    return durations, rates
+    return durations, rates, truncated
 
 
 def read_emodb_ratings(path: str | os.PathLike) -> pd.DataFrame:

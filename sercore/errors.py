@@ -36,6 +36,11 @@ class DownloadError(SercoreError):
     """A download that failed, was cut off, or did not match its checksum."""
 
 
+class DataError(SercoreError):
+    """A damaged data artifact: a run record, a results or predictions table, a truncated audio file
+    in a batch. The message names the file and how to rebuild it."""
+
+
 class CacheError(SercoreError):
     """A feature cache that is stale or unreadable."""
 

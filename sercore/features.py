@@ -273,12 +273,12 @@ def compute(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
 
 def _compute_file(path: str, cfg: FeatureConfig) -> np.ndarray:
-    return compute(load_audio(path, sr=cfg.sr), cfg)
+    return compute(load_audio(path, sr=cfg.sr, require_speech=True), cfg)
 
 
 def _compute_noisy_file(path: str, cfg: FeatureConfig, snrs: Sequence[float],
                         seeds: Sequence[Sequence[int]]) -> list[np.ndarray]:
-    y = fix_length(load_audio(path, sr=cfg.sr), cfg.n_samples, cfg.crop)
+    y = fix_length(load_audio(path, sr=cfg.sr, require_speech=True), cfg.n_samples, cfg.crop)
     return [compute(add_awgn(y, snr, np.random.default_rng(list(s))), cfg) for snr, s in zip(snrs, seeds)]
 
 
@@ -556,7 +556,9 @@ def extract_features(df, cfg: FeatureConfig | None = None, *, cache: bool = True
     Raises
     ------
     AudioError
-        A file cannot be read (the message names it). Existing caches are left as they were.
+        A file cannot be read, or holds no usable speech (shorter than 0.1 s, no frame above the
+        speech floor; see :func:`sercore.audio.check_waveform`): the message names it. Existing
+        caches are left as they were.
     """
     cfg = FeatureConfig() if cfg is None else cfg
     _check_df(df)

@@ -149,12 +149,12 @@ def collect(directory: str | Path) -> Study:
     directory = Path(directory)
     rows, preds, labels = [], [], []
     for result in sorted((directory / "runs").glob("*/result.json")):
-        res = json.loads(result.read_text())
+        pfile = result.parent / "predictions.parquet"
+        res = _read_run_file(result, lambda f: json.loads(f.read_text()))
+        if pfile.exists():
+            preds.append(_read_run_file(pfile, pd.read_parquet))
         rows.append({c: res.get(c) for c in RESULT_COLUMNS})
         labels = res.get("labels", labels)
-        pfile = result.parent / "predictions.parquet"
-        if pfile.exists():
-            preds.append(pd.read_parquet(pfile))
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     predictions = pd.concat(preds, ignore_index=True) if preds else pd.DataFrame()
     if rows:
@@ -162,6 +162,18 @@ def collect(directory: str | Path) -> Study:
         atomic_write_bytes(directory / "results.csv", results.to_csv(index=False).encode())
         _write_table(predictions, directory / "predictions.parquet")
     return Study(dir=directory, results=results, predictions=predictions, labels=list(labels))
+
+
+def _read_run_file(path: Path, read):
+    """``read(path)``, or a DataError naming the damaged file and how to redo only its run."""
+    try:
+        return read(path)
+    except Exception as exc:  # a truncated json or parquet raises many types (pyarrow's included)
+        from .errors import DataError
+
+        raise DataError(f"{path} is damaged ({type(exc).__name__}: {exc}); delete the run folder "
+                        f"{path.parent} and re-run the `sercore train` command that made it: only that "
+                        "run is redone, the other runs are kept") from exc
 
 
 def load_study(directory: str | Path) -> Study:

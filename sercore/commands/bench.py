@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import int_range
+
 DEFAULT_REFERENCE_DIR = "../shared/bench"
 
 
@@ -16,9 +18,10 @@ def register(subparsers) -> None:
                     "so compare frameworks within one run (--torch/--tf).")
     p.add_argument("--models", default=None,
                    help="comma-separated model names (default: zhao2d,poolfix2d,attn_blstm,td_cnn_lstm)")
-    p.add_argument("--steps", type=int, default=None, help="steps per timed repeat (default 5; --quick 2)")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3; --quick 1)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps after compilation (default 1)")
+    p.add_argument("--steps", type=int_range(1), default=None,
+                   help="steps per timed repeat (>= 1; default 5; --quick 2)")
+    p.add_argument("--repeats", type=int_range(1), default=None, help="timed repeats (>= 1; default 3; --quick 1)")
+    p.add_argument("--warmup", type=int_range(0), default=1, help="untimed steps after compilation (>= 0, default 1)")
     p.add_argument("--out", default="reports/bench.json", help="JSON output file (default reports/bench.json)")
     p.add_argument("--quick", action="store_true", help="zhao2d only, 2 steps x 1 repeat, no feature timing")
     p.add_argument("--no-features", action="store_true", help="skip the log-mel extraction timing")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import int_range
+
 
 def register(subparsers) -> None:
     """Add the ``data`` command group to the ``sercore`` parser."""
@@ -53,7 +55,7 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("synth", help="generate the synthetic EmoDB-like corpus")
     p.add_argument("--size", choices=("full", "small"), default="full")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_range(0), default=0, help="generator seed (>= 0, default 0)")
     p.add_argument("--root", metavar="PATH", help="output folder (default: data/raw/synthetic or "
                    "data/raw/synthetic-small)")
     p.set_defaults(func=cmd_synth)
@@ -62,9 +64,9 @@ def register(subparsers) -> None:
                        "simple classifier (log-mel statistics + logistic regression)")
     p.add_argument("corpus", metavar="CORPUS", help=corpus_help)
     p.add_argument("--root", metavar="PATH", help="corpus folder (default as for `info`)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--folds", type=int, default=5,
-                   help="speaker folds (default 5; at most the number of speakers)")
+    p.add_argument("--seed", type=int_range(0), default=0, help="fold shuffling seed (>= 0, default 0)")
+    p.add_argument("--folds", type=int_range(2), default=5,
+                   help="speaker folds (>= 2 and at most the number of speakers; default 5)")
     p.set_defaults(func=cmd_baseline)
 
 
@@ -82,6 +84,7 @@ def format_info(df, folder) -> str:
         f"{name}: {len(df)} utterances, {df['speaker'].nunique()} speakers, "
         f"{df['emotion'].nunique()} emotions",
         f"folder: {folder}",
+        *_completeness(df),
         "",
         _counts(df["emotion"], "emotion"),
         "",
@@ -106,6 +109,25 @@ def format_info(df, folder) -> str:
     return "\n".join(lines)
 
 
+def _completeness(df) -> list[str]:
+    """Lines saying that a known corpus is incomplete and which files are cut off (empty when neither)."""
+    from ..corpora import CORPORA
+
+    name = df["corpus"].iloc[0]
+    info = CORPORA.get(name)
+    lines = []
+    if info is not None and info.n_files and len(df) < info.n_files:
+        lines.append(f"INCOMPLETE: found {len(df)} of the {info.n_files} files of the {name} release "
+                     f"({info.n_files - len(df)} missing); results on it are not results on {name}. "
+                     f"Fix: `{info.how_to_get} --force`, or point --root at the complete copy")
+    truncated = df.attrs.get("truncated") or []
+    if truncated:
+        lines.append(f"TRUNCATED: {len(truncated)} file(s) shorter than their header declares "
+                     "(cut off during a copy; replace them):")
+        lines += [f"  {p}: header {d:.2f} s, holds {h:.2f} s" for p, d, h in truncated]
+    return lines
+
+
 def cmd_info(args) -> int:
     from ..corpora import corpus_dir, load_corpus
 
@@ -118,7 +140,13 @@ def cmd_baseline(args) -> int:
     from ..corpora import load_corpus
     from ..synth import baseline_accuracy
 
+    from ..errors import ConfigError
+
     df = load_corpus(args.corpus, root=args.root)
+    n_speakers = df["speaker"].nunique()
+    if args.folds > n_speakers:
+        raise ConfigError(f"--folds {args.folds}: {args.corpus} ({len(df)} utterances) has only {n_speakers} "
+                          f"speakers, so at most {n_speakers} speaker folds; pass --folds {n_speakers} or fewer")
     res = baseline_accuracy(df, seed=args.seed, n_splits=args.folds)
     folds = " ".join(f"{a:.3f}" for a in res["fold_accuracy"])
     print(f"{args.corpus}: {res['n_utterances']} utterances, {res['n_speakers']} speakers\n"

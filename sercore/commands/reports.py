@@ -39,6 +39,10 @@ def _run(args) -> int:
     from .. import reports
 
     if args.index:
+        ignored = [flag for flag, given in (("--only", args.only), ("-p", args.param)) if given]
+        if ignored:
+            raise reports.ConfigError(f"--index only rewrites the index from existing manifests and runs no notebook: "
+                                      f"drop {' and '.join(ignored)}, or drop --index to run the notebooks")
         print(reports.write_index(args.reports_dir))
         print(reports.write_readme(args.reports_dir))
         return 0

@@ -3,6 +3,7 @@
     sercore train --model zhao2d --corpus emodb --protocol speaker_kfold --profile quick
     sercore evaluate --corpus emodb --study quick
     sercore predict FILE.wav [FILE.wav ...] --model data/results/emodb/quick [--json] [--timeline]
+    sercore predict recordings/ --model data/results/emodb/quick --csv answers.csv
 
 Heavy imports (JAX, Flax, librosa) happen inside the handlers so ``sercore --help`` stays fast.
 """
@@ -13,6 +14,11 @@ import json
 import sys
 
 from ..profiles import PROFILES
+from ._args import float_range, int_range
+
+#: Audio file endings ``sercore predict`` picks up from a folder (what libsndfile reads).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".aifc", ".au", ".snd", ".caf",
+                  ".w64", ".rf64", ".mp3")
 
 
 def register(subparsers) -> None:
@@ -26,9 +32,11 @@ def register(subparsers) -> None:
     p.add_argument("--study", default=None, help="study name / folder (default: the profile name)")
     p.add_argument("--folds", default=None, help="fold numbers to run, e.g. 0,1,2 (default: the profile's)")
     p.add_argument("--seeds", default=None, help="model seeds, e.g. 0,1,2 (default: the profile's)")
-    p.add_argument("--epochs", type=int, default=None, help="override the profile's maximum epochs")
-    p.add_argument("--augment", type=int, default=None, metavar="COPIES",
-                   help="AWGN copies of each training utterance (training rows only; default: the profile's)")
+    p.add_argument("--epochs", type=int_range(1, 10000), default=None,
+                   help="override the profile's maximum epochs (1 to 10000)")
+    p.add_argument("--augment", type=int_range(0, 100), default=None, metavar="COPIES",
+                   help="AWGN copies of each training utterance (0 to 100; 0 = no augmentation; training "
+                        "rows only; default: the profile's)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: on in a terminal, off under CI/papermill/SERCORE_QUIET)")
     p.set_defaults(func=cmd_train)
@@ -38,40 +46,63 @@ def register(subparsers) -> None:
     e.add_argument("--study", default="quick", help="study name, or a study folder path")
     e.add_argument("--model", default=None, help="only this model")
     e.add_argument("--protocol", default=None, help="only this protocol")
-    e.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    e.add_argument("--n-boot", type=int_range(10, 1_000_000), default=1000,
+                   help="bootstrap resamples (10 to 1000000, default 1000)")
     e.add_argument("--json", action="store_true", help="print JSON instead of tables")
     e.set_defaults(func=cmd_evaluate)
 
-    q = subparsers.add_parser("predict", help="classify wav files with a saved model",
-                              description="Print the predicted emotion and class probabilities of each FILE.")
-    q.add_argument("files", nargs="+", metavar="FILE", help="audio files (any rate; resampled to the model's)")
+    q = subparsers.add_parser(
+        "predict", help="classify audio files (or folders of them) with a saved model",
+        description="Print the predicted emotion and class probabilities of each file, scored over windows "
+                    "covering all of it after trimming leading/trailing silence. Files without usable speech "
+                    "(shorter than 0.1 s, or fewer than 10 frames of 20 ms at -60 dBFS or more) get an error and "
+                    "no prediction; clipped, over-range or truncated files get a prediction and a warning. "
+                    "A bad file never stops the batch; the exit status is 1 if any file failed.")
+    q.add_argument("files", nargs="+", metavar="FILE_OR_DIR",
+                   help="audio files (any rate; resampled to the model's), or folders searched recursively for "
+                        + "/".join(s.lstrip(".") for s in AUDIO_SUFFIXES[:6]) + "... files")
     q.add_argument("--model", required=True,
                    help="a saved model folder, a run folder, or a study folder (the run with the best "
                         "validation UAR is used), as written by `sercore train`")
-    q.add_argument("--json", action="store_true", help="print one JSON object per file")
+    q.add_argument("--json", action="store_true",
+                   help="print one JSON object per file (an unusable file: {path, error})")
+    q.add_argument("--csv", metavar="OUT.csv", default=None,
+                   help="also write one row per file (label, probabilities, warnings, error) to this CSV")
     q.add_argument("--timeline", action="store_true",
-                   help="per-window predictions over a long recording (windows of the model's clip length)")
-    q.add_argument("--window", type=float, default=None, help="timeline window in seconds")
-    q.add_argument("--hop", type=float, default=None, help="timeline hop in seconds (default: half a window)")
-    q.set_defaults(func=cmd_predict)
+                   help="per-window predictions: the model's scoring windows, or --window/--hop ones")
+    q.add_argument("--window", type=float_range(0.1, 3600), default=None,
+                   help="timeline window in seconds (0.1 to 3600; at least the model's window; needs --timeline)")
+    q.add_argument("--hop", type=float_range(0.1, 3600), default=None,
+                   help="timeline hop in seconds (0.1 to 3600, at most --window; default half a window; "
+                        "needs --timeline)")
+    q.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar over the files (default: on in a terminal with several files)")
+    q.set_defaults(func=cmd_predict, _parser=q)
 
 
 def _ints(text: str | None):
+    """``"0,1,2"`` -> ``[0, 1, 2]``; None stays None; empty lists and negative numbers are refused."""
     if text is None:
         return None
     from ..errors import ConfigError
 
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
+        values = [int(t) for t in text.split(",") if t.strip()]
     except ValueError as exc:
-        raise ConfigError(f"expected comma-separated integers, got {text!r}") from exc
+        raise ConfigError(f"expected comma-separated integers >= 0 (e.g. 0,1,2), got {text!r}") from exc
+    if not values or any(v < 0 for v in values):
+        raise ConfigError(f"expected comma-separated integers >= 0 (e.g. 0,1,2), got {text!r}")
+    return values
 
 
 def cmd_train(args) -> int:
     from ..study import run_study
 
-    train = {"epochs": args.epochs} if args.epochs else None
-    augment = {"copies": args.augment, "snr_db": (10.0, 30.0)} if args.augment else None
+    train = {"epochs": args.epochs} if args.epochs is not None else None
+    if args.augment is None:
+        augment = None                                   # the profile's
+    else:                                                # 0: explicitly none ({} turns it off)
+        augment = {"copies": args.augment, "snr_db": (10.0, 30.0)} if args.augment > 0 else {}
     st = run_study(args.corpus, args.model, args.protocol, args.profile, name=args.study,
                    folds=_ints(args.folds), seeds=_ints(args.seeds), train=train, augment=augment,
                    progress=args.progress)
@@ -148,25 +179,134 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def cmd_predict(args) -> int:
-    from ..predict import load_model, predict_file, predict_timeline
+def _expand_inputs(entries) -> list[tuple[str, str | None]]:
+    """``(path, error)`` for each file named or found (recursively, sorted) in a named folder."""
+    from pathlib import Path
 
-    saved = load_model(args.model)
-    for f in args.files:
-        if args.timeline:
-            table = predict_timeline(f, saved, window_s=args.window, hop_s=args.hop)
-            if args.json:
-                print(json.dumps({"path": str(f), "windows": table.to_dict(orient="records")}))
-            else:
-                print(f"{f}:")
-                print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-            continue
-        out = predict_file(f, saved)
-        if args.json:
-            print(json.dumps(out))
+    out = []
+    for entry in entries:
+        path = Path(entry)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            if not found:
+                out.append((str(path), f"{path}: folder holds no audio files ({', '.join(AUDIO_SUFFIXES[:6])}, ...)"
+                                       "; pass audio files or a folder of them"))
+            out.extend((str(p), None) for p in found)
         else:
-            probs = "  ".join(f"{k} {v:.2f}" for k, v in sorted(out["probabilities"].items(), key=lambda kv: -kv[1]))
-            note = f" (resampled from {out['resampled_from']} Hz)" if out["resampled_from"] else ""
-            print(f"{f}: {out['label']}{note}\n  {probs}")
-    sys.stdout.flush()
-    return 0
+            out.append((str(entry), None))
+    return out
+
+
+def _csv_row(out: dict, labels) -> dict:
+    row = {"path": out["path"], "label": out.get("label", ""), "error": out.get("error", ""),
+           "warnings": " | ".join(out.get("warnings", [])), "duration": out.get("duration", ""),
+           "speech_start": (out.get("speech") or ["", ""])[0], "speech_end": (out.get("speech") or ["", ""])[1],
+           "n_windows": out.get("n_windows", "")}
+    row.update({f"p_{lab}": out.get("probabilities", {}).get(lab, "") for lab in labels})
+    return row
+
+
+def _print_prediction(out: dict, args) -> None:
+    import pandas as pd
+
+    from ..predict import TIMELINE_MIN_WINDOWS
+
+    probs = "  ".join(f"{k} {v:.2f}" for k, v in sorted(out["probabilities"].items(), key=lambda kv: -kv[1]))
+    note = f" (resampled from {out['resampled_from']} Hz)" if out["resampled_from"] else ""
+    print(f"{out['path']}: {out['label']}{note}\n  {probs}")
+    start, end = out["speech"]
+    print(f"  scored {start:.2f}-{end:.2f} s of {out['duration']:.2f} s over {out['n_windows']} window(s)"
+          + ("; --timeline shows each" if out["n_windows"] > TIMELINE_MIN_WINDOWS and not args.timeline else ""))
+    if args.timeline:
+        rows = out["windows"]
+        table = pd.DataFrame([{"start": w["start"], "end": w["end"], "label": w["label"], **w["probabilities"]}
+                              for w in rows])
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+def cmd_predict(args) -> int:
+    """Classify every file; a bad one is reported and skipped; exit 1 if any failed."""
+    import csv
+
+    from tqdm import tqdm
+
+    from ..config import quiet
+    from ..errors import ConfigError, SercoreError
+    from ..predict import load_model, predict_file, predict_timeline, timeline_sizes
+
+    problem = next((f"--{name} needs --timeline (it sets the timeline's windows)" for name in ("window", "hop")
+                    if getattr(args, name) is not None and not args.timeline), None)
+    if problem is None and args.window is not None and args.hop is not None and args.hop > args.window:
+        problem = f"--hop {args.hop} is longer than --window {args.window}; give --hop <= --window"
+    if problem:
+        parser = getattr(args, "_parser", None)
+        if parser is None:  # called without the parser (from Python)
+            raise ConfigError(problem)
+        parser.error(problem)  # usage line + exit status 2, like argparse's own checks
+    saved = load_model(args.model)
+    custom_timeline = args.timeline and (args.window is not None or args.hop is not None)
+    if custom_timeline:
+        timeline_sizes(saved, args.window, args.hop)   # refuse bad sizes once, before the batch
+    inputs = _expand_inputs(args.files)
+    show = (not quiet() and len(inputs) > 1) if args.progress is None else args.progress
+    failed, n_warned = [], 0
+    csv_file = writer = None
+    if args.csv:
+        from pathlib import Path
+
+        try:
+            Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+            csv_file = open(args.csv, "w", newline="", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write --csv {args.csv} ({exc.strerror}); give a file path in a "
+                              "writable folder") from exc
+        writer = csv.DictWriter(csv_file, fieldnames=list(_csv_row({"path": ""}, saved.labels)))
+        writer.writeheader()
+    bar = tqdm(inputs, desc="predict", unit="file", disable=not show, leave=False, file=sys.stderr)
+    try:
+        for path, error in bar:
+            out = None
+            if error is None:
+                try:
+                    out = predict_file(path, saved)
+                    if custom_timeline:
+                        table = predict_timeline(path, saved, window_s=args.window, hop_s=args.hop)
+                        out["windows"] = [{"start": r["start"], "end": r["end"], "label": r["label"],
+                                           "probabilities": {lab: float(r[lab]) for lab in saved.labels}}
+                                          for r in table.to_dict(orient="records")]
+                except SercoreError as exc:
+                    error = str(exc)
+                except Exception as exc:  # never stop the batch; say it is a bug
+                    error = (f"{path}: unexpected {type(exc).__name__} ({exc}); this is a sercore bug, "
+                             "please report it with the file")
+            if error is not None:
+                failed.append(path)
+                bar.write(f"sercore: error: {error}", file=sys.stderr)
+                out = {"path": path, "error": error}
+                if args.json:
+                    print(json.dumps(out))
+            else:
+                for warning in out["warnings"]:
+                    bar.write(f"sercore: warning: {path}: {warning}", file=sys.stderr)
+                n_warned += bool(out["warnings"])
+                if args.json:
+                    if not args.timeline:
+                        out = {k: v for k, v in out.items() if k != "windows"}
+                    print(json.dumps(out))
+                else:
+                    _print_prediction(out, args)
+            if writer is not None:
+                writer.writerow(_csv_row(out, saved.labels))
+                csv_file.flush()
+            sys.stdout.flush()
+    finally:
+        bar.close()
+        if csv_file is not None:
+            csv_file.close()
+    if len(inputs) > 1 or failed:
+        print(f"sercore predict: {len(inputs) - len(failed)} of {len(inputs)} file(s) predicted"
+              + (f", {n_warned} with warnings" if n_warned else "")
+              + (f"; {len(failed)} failed: {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}" if failed else "")
+              + (f"; table: {args.csv}" if args.csv else ""), file=sys.stderr)
+    return 1 if failed else 0
