@@ -25,6 +25,7 @@ from typing import Sequence
 import jax
 from flax import nnx
 
+from . import blocks
 from .blocks import KERNEL_INIT, AttentionPool, MLP, Recurrent, batch_norm, dense, frame_windows, n_windows
 
 
@@ -43,8 +44,8 @@ class ResidualBlock(nnx.Module):
         self.project_bn = batch_norm(cout, rngs=rngs) if needs_projection else None
 
     def __call__(self, x):
-        y = self.bn2(self.conv2(nnx.relu(self.bn1(self.conv1(x)))))
-        shortcut = x if self.project is None else self.project_bn(self.project(x))
+        y = self.bn2(blocks.conv(self.conv2, nnx.relu(self.bn1(blocks.conv(self.conv1, x)))))
+        shortcut = x if self.project is None else self.project_bn(blocks.conv(self.project, x))
         return nnx.relu(y + shortcut)
 
 
@@ -62,7 +63,7 @@ class SegmentResNet(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """(N, H, W, C) -> (N, out_features)."""
-        x = nnx.relu(self.stem_bn(self.stem(x)))
+        x = nnx.relu(self.stem_bn(blocks.conv(self.stem, x)))
         for block in self.blocks:
             x = block(x)
         return x.mean(axis=(1, 2))
