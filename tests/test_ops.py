@@ -86,6 +86,33 @@ def test_winograd_conv_matches_lax(shape, c_out, padding):
     np.testing.assert_array_less(np.abs(y - direct).max(), 3e-5 * np.abs(direct).max())
 
 
+@pytest.mark.parametrize("shape,kernel,strides,padding", [
+    ((2, 9, 11, 16), (3, 3), 2, "same"),      # odd sizes: XLA puts the 'same' padding on both sides
+    ((2, 8, 8, 16), (3, 3), 2, "same"),       # even sizes: one row/column at the end only
+    ((2, 7, 10, 3), (3, 3), 2, "valid"),
+    ((1, 8, 9, 4), (2, 3), (2, 3), "same"),
+    ((2, 9, 10, 8), (1, 1), 2, "same"),       # the ResNet's projection shortcut: subsampled, then 1 x 1
+    ((2, 8, 6, 8), (1, 1), (2, 1), "valid"),
+])
+def test_strided_conv2d_matches_lax(shape, kernel, strides, padding):
+    kx, kw, kb = jax.random.split(jax.random.key(21), 3)
+    x = jax.random.normal(kx, shape)
+    w = jax.random.normal(kw, (*kernel, shape[-1], 20)) * 0.2
+    b = jax.random.normal(kb, (20,))
+    s = (strides, strides) if isinstance(strides, int) else strides
+
+    def ref(x, w, b):
+        return lax.conv_general_dilated(x, w, s, padding.upper(), dimension_numbers=DN) + b
+
+    def new(x, w, b):
+        return ops.conv2d(x, w, b, padding=padding, strides=strides)
+
+    np.testing.assert_allclose(new(x, w, b), ref(x, w, b), rtol=RTOL, atol=ATOL)
+    for g, r in zip(_grads(new, x, w, b), _grads(ref, x, w, b)):
+        assert g.shape == r.shape and g.dtype == r.dtype
+        np.testing.assert_allclose(g, r, rtol=RTOL, atol=ATOL)
+
+
 def test_winograd_conv_under_vmap_and_jit():
     x = jax.random.normal(jax.random.key(15), (2, 3, 6, 9, 16))     # (folds, B, H, W, C)
     w = jax.random.normal(jax.random.key(16), (2, 3, 3, 16, 16)) * 0.2
@@ -431,10 +458,10 @@ def test_bad_input_raises_config_error(call):
         call()
 
 
-def _train_losses(model_name, x, y, steps=4):
+def _train_losses(model_name, x, y, steps=4, **model_kwargs):
     from sercore import models
 
-    model = models.create(model_name, num_classes=3, input_shape=x.shape[1:], seed=0)
+    model = models.create(model_name, num_classes=3, input_shape=x.shape[1:], seed=0, **model_kwargs)
     model.train()
     optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
 
@@ -450,8 +477,11 @@ def _train_losses(model_name, x, y, steps=4):
     return np.array(losses), nnx.state(model, nnx.Param)
 
 
-@pytest.mark.parametrize("model_name,input_shape", [("zhao2d", (16, 40, 1)), ("zhao1d", (512, 1))])
-def test_models_train_the_same_with_fast_ops(monkeypatch, model_name, input_shape):
+@pytest.mark.parametrize("model_name,input_shape,model_kwargs", [
+    ("zhao2d", (16, 40, 1), {}), ("zhao1d", (512, 1), {}), ("zhao1d_bilstm", (512, 1), {}),
+    ("dcnn_blstm_attn", (16, 48, 3), {"segment_frames": 16, "segment_step": 8}),     # strided ResNet convs
+])
+def test_models_train_the_same_with_fast_ops(monkeypatch, model_name, input_shape, model_kwargs):
     """No loss of accuracy: same seed, same batches -> the same loss curve and weights as the
     straightforward nnx.Conv + lax.reduce_window implementation, within float32 tolerance."""
     from sercore.models import blocks
@@ -459,13 +489,13 @@ def test_models_train_the_same_with_fast_ops(monkeypatch, model_name, input_shap
     x = jax.random.normal(jax.random.key(8), (6, *input_shape))
     y = jnp.array([0, 1, 2, 0, 1, 2])
     monkeypatch.setattr(ops, "CHUNK_MIN_BYTES", 0)        # Winograd convolutions in 2 chunks of 3
-    fast_losses, fast_params = _train_losses(model_name, x, y)
+    fast_losses, fast_params = _train_losses(model_name, x, y, **model_kwargs)
     with monkeypatch.context() as m:
         m.setattr(blocks, "FUSED", False)
         m.setattr(blocks, "conv", lambda layer, x, with_bias=True: layer(x))
         m.setattr(blocks, "max_pool", lambda x, window, padding="SAME": lax.reduce_window(
             x, -jnp.inf, lax.max, (1, *window, 1), (1, *window, 1), padding.upper()))
-        plain_losses, plain_params = _train_losses(model_name, x, y)
+        plain_losses, plain_params = _train_losses(model_name, x, y, **model_kwargs)
     assert np.all(np.isfinite(fast_losses)) and fast_losses[-1] < fast_losses[0]
     np.testing.assert_allclose(fast_losses, plain_losses, rtol=1e-3, atol=1e-5)
     # Conv biases feed BatchNorm, so their true gradient is 0 and both runs see only rounding noise,

@@ -114,18 +114,35 @@ def _plain_padding(layer: nnx.Conv, x: jax.Array) -> str | None:
 
 
 def conv(layer: nnx.Conv, x: jax.Array, *, with_bias: bool = True) -> jax.Array | None:
-    """Apply a stride-1 ``nnx.Conv`` with :mod:`sercore.ops` (same values, fast backward on CPU).
+    """Apply an ``nnx.Conv`` with :mod:`sercore.ops` (same values, fast backward on CPU).
 
-    With ``with_bias=False`` the bias is left out, and None comes back where the layer is not one
-    :mod:`sercore.ops` covers (strides, groups, dilation, explicit padding), so the caller takes the
-    plain path.
+    Stride 1 (1-D or 2-D) and strided 2-D layers (ResNets) go through :mod:`sercore.ops`. With
+    ``with_bias=False`` the bias is left out, and None comes back where the layer is not one
+    :mod:`sercore.ops` covers (groups, dilation, explicit padding), so the caller takes the plain path.
     """
     padding = _plain_padding(layer, x)
-    if padding is None:
-        return layer(x) if with_bias else None
     kernel, bias = layer.kernel[...], None if layer.bias is None else layer.bias[...]
+    if padding is None:
+        strides = _strided_2d(layer, x)
+        if strides is None:
+            return layer(x) if with_bias else None
+        return ops.conv2d(x, kernel, bias if with_bias else None, padding=layer.padding.lower(), strides=strides)
     op = ops.conv2d if x.ndim == 4 else ops.conv1d
     return op(x, kernel, bias if with_bias else None, padding=padding)
+
+
+def _strided_2d(layer: nnx.Conv, x: jax.Array) -> tuple[int, int] | None:
+    """The strides of a strided, ungrouped, undilated 2-D ``nnx.Conv`` with 'same'/'valid' padding
+    (which :func:`sercore.ops.conv2d` computes); None for any other layer."""
+    padding = layer.padding.lower() if isinstance(layer.padding, str) else None
+    strides = layer.strides
+    strides = (strides,) * 2 if isinstance(strides, int) else tuple(strides) if strides is not None else (1, 1)
+    undilated = all(d in (None, 1) for step in (layer.kernel_dilation, layer.input_dilation)
+                    for d in (step if isinstance(step, (tuple, list)) else (step,)))
+    if (x.ndim == 4 and layer.kernel[...].ndim == 4 and len(strides) == 2 and padding in ("same", "valid")
+            and undilated and layer.feature_group_count == 1):
+        return strides
+    return None
 
 
 #: LFLBs run BatchNorm -> ELU -> max-pool pool-first: in training as one fused op

@@ -8,6 +8,15 @@ Decisions the documents leave open (besides :mod:`sercore.models.blocks`' conven
 * Input: (n_samples, 1), 16 kHz; 4 s clips give 64000 / 256 = 250 LSTM steps.
 * Pool padding 'same' (a parameter); the LSTM/BiLSTM's last output feeds Dense(K).
 * BiLSTM: 256 units per direction.
+
+Speed (training, batch 32, 64000-sample input, 2 cores shared with two other training jobs, so
+absolute figures are low): a zhao1d step took 5.3 s (6.1 samples/s; zhao1d_bilstm 7.2 s, 4.4
+samples/s). Timed separately (forward + backward), the four LFLBs took 1.8, 1.6, 1.0 and 0.4 s
+(block 1 is already the fused :func:`sercore.ops.conv_bn_elu_pool` on 64 x 64000 maps; blocks 2-4
+are :func:`sercore.ops.conv1d`, 64-128 channels, about 22 GFLOP a batch forward), the LSTM over its
+250 steps 1.4 s: the CNN is about 80 % of the step, so a faster recurrence alone cannot give more
+than about 1.3x. Taking the input projection out of the scan and writing the LSTM's backward by
+hand gave no reliable gain there (branch ``h-speed-lstm``).
 """
 from __future__ import annotations
 
