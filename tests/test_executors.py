@@ -68,8 +68,10 @@ def die_once_at_epoch_2(marker: str, row: dict) -> None:
 
 @pytest.fixture(scope="module")
 def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray = pytest.importorskip("ray", reason="the Ray executor's tests need ray (pip install -e '.[dev]')")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_raylet_start_wait_time_s", "120")   # a busy CI machine starts the raylet slowly
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
