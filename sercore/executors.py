@@ -88,6 +88,8 @@ class RayExecutor:
                               ) from exc
         if not ray.is_initialized():
             kw = {"address": self.address} if self.address else {}
+            # a busy machine can take longer than Ray's default 10 s to register its raylet
+            os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
             ray.init(include_dashboard=False, log_to_driver=True, **kw)
         return ray
 
