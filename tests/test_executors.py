@@ -36,6 +36,20 @@ def test_resolve_names_and_environment(monkeypatch):
     assert "JAX_PLATFORMS" not in executors.RayExecutor().worker_env(gpus=1)
 
 
+def test_train_command_options_build_the_executor(monkeypatch):
+    import argparse
+
+    from sercore.commands.train import add_executor_args, executor_from_args
+
+    monkeypatch.delenv("SERCORE_EXECUTOR", raising=False)
+    monkeypatch.delenv("SERCORE_RAY_ADDRESS", raising=False)
+    parser = argparse.ArgumentParser()
+    add_executor_args(parser)
+    assert executor_from_args(parser.parse_args([])) is None
+    ex = executor_from_args(parser.parse_args(["--address", "HEAD:6379", "--gpus-per-run", "0.5"]))
+    assert (ex.address, ex.gpus_per_run, ex.cpus_per_run) == ("HEAD:6379", 0.5, 1.0)   # --address implies ray
+
+
 # --- in the workers -------------------------------------------------------------------------------------
 
 def tiny_models(fail_seed: int | None = None, attempts: str | None = None):
