@@ -55,8 +55,9 @@ def test_two_host_devices_give_the_losses_of_one():
         assert b["train_acc"] == a["train_acc"]
         # validation runs after BatchNorm statistics reduced across the devices: reassociated sums
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=5e-3)
-    # vmapped seeds split over the devices: each device trains its own members, no reduction across them
+    # vmapped seeds split over the devices: each device trains its own members (measured: train losses
+    # equal to 1e-7, validation losses to 7e-4, the per-device kernels batching one member, not two)
     for ha, hb in zip(got["seeds_one"], got["seeds_two"], strict=True):
         for a, b in zip(ha, hb, strict=True):
-            for key in ("train_loss", "val_loss"):
-                assert b[key] == pytest.approx(a[key], rel=1e-5)
+            assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+            assert b["val_loss"] == pytest.approx(a["val_loss"], rel=5e-3)
