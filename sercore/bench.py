@@ -247,6 +247,52 @@ def bench_model(name: str, *, steps: int = 5, repeats: int = 3, warmup: int = 1,
             "train_pct_peak": pct("train", train_rates), "infer_pct_peak": pct("infer", infer_rates)}
 
 
+def bench_devices(name: str = "zhao2d", *, batch_size: int = TRAIN_BATCH, steps: int = 5, repeats: int = 3,
+                  input_shape: Sequence[int] | None = None, counts: Sequence[int] | None = None,
+                  echo: Callable[[str], None] | None = print) -> list[dict]:
+    """Training samples/s of :func:`sercore.training.fit` with each batch split over 1, 2, ... devices.
+
+    Each device count trains ``name`` for ``1 + repeats`` epochs of ``steps`` batches on random data
+    (the first epoch compiles and is not timed); an epoch's time includes one validation batch.
+    ``counts`` defaults to every power of two up to ``jax.local_device_count()`` that divides
+    ``batch_size``. On CPU, force devices with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
+    (they share the same cores: this measures the overhead of the sharded step, not a speed-up).
+
+    Returns
+    -------
+    list of dict
+        ``devices``, ``samples_per_s`` (median), ``samples_per_s_per_device``, ``all`` (every epoch's).
+    """
+    import jax
+    import numpy as np
+
+    from . import models as model_zoo
+    from .training import TrainConfig, fit
+
+    say = echo or (lambda s: None)
+    n_dev = jax.local_device_count()
+    if counts is None:
+        counts = [c for c in (2 ** i for i in range(8)) if c <= n_dev and batch_size % c == 0]
+    shape = tuple(input_shape) if input_shape else model_zoo.default_input_shape(name)
+    rng = np.random.default_rng(0)
+    n = batch_size * steps
+    X = rng.standard_normal((n, *shape)).astype(np.float32)
+    y = rng.integers(0, 7, n).astype(np.int32)
+    cfg = TrainConfig(epochs=1 + repeats, batch_size=batch_size, patience=0, seed=0)
+    out = []
+    for c in counts:
+        net = model_zoo.create(name, num_classes=7, input_shape=shape, seed=0)
+        res = fit(net, (X, y), (X[:batch_size], y[:batch_size]), cfg, num_classes=7, progress=False,
+                  data_parallel=c)
+        rates = [n / h["seconds"] for h in res.history[1:]]
+        med = float(np.median(rates))
+        out.append({"devices": c, "samples_per_s": round(med, 2), "samples_per_s_per_device": round(med / c, 2),
+                    "all": [round(r, 2) for r in rates]})
+        say(f"{name} {shape} batch {batch_size}: {c} device(s) [{jax.devices()[0].platform}]: {med:.1f} samples/s "
+            f"({med / c:.1f} per device)")
+    return out
+
+
 def bench_features(*, n_clips: int = 16, repeats: int = 3, seed: int = 0) -> dict:
     """Clips/s of log-mel extraction: librosa, sercore's NumPy path and the jitted JAX log-mel.
 

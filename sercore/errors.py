@@ -51,3 +51,24 @@ class ConfigError(SercoreError):
 
 class ModelError(SercoreError):
     """A missing or unusable saved model."""
+
+
+class RunError(SercoreError):
+    """Runs of a study that failed under a parallel executor (after their retries) while the others
+    finished.
+
+    Attributes
+    ----------
+    failures : dict
+        ``{run_id: "ErrorType: message"}``.
+    study : sercore.study.Study or None
+        The study's tables with the runs that did finish.
+    """
+
+    def __init__(self, message: str, failures: dict | None = None, study=None):
+        super().__init__(message)
+        self.failures = dict(failures or {})
+        self.study = study
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.failures, None))

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import executors as _executors
 from . import metrics
 from .checkpoint import atomic_write_bytes, atomic_write_json
 from .errors import ConfigError
@@ -275,7 +276,7 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
               progress: bool | None = None, on_epoch: Callable[[dict], None] | None = None,
               split_seed: int = 0, speaker_norm: bool = False, cross: str | None = None,
               cross_root: str | Path | None = None, cross_df: pd.DataFrame | None = None,
-              emotions: Sequence[str] | None = None) -> Study:
+              emotions: Sequence[str] | None = None, executor=None) -> Study:
     """Train and test ``model`` on every selected fold and seed of ``protocol``; resumable.
 
     Parameters
@@ -326,6 +327,12 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
         The target corpus's folder or table (as ``root`` / ``df`` for the source).
     emotions : sequence of str, optional
         The classes of a cross-corpus study (default: every emotion both corpora label).
+    executor : {"serial", "ray"} or executor object, optional
+        Where the runs execute (:mod:`sercore.executors`): ``serial`` in this process, one after
+        another; ``ray`` as one Ray task per unfinished (fold, seed), after this process has extracted
+        (cached) the features. Default ``$SERCORE_EXECUTOR``, else serial. The run folders are the
+        same either way; under Ray a failed run is reported (:class:`~sercore.errors.RunError`) after
+        the others finish.
 
     Segments. Under a profile with ``segments`` (``standard``), features hold each utterance whole
     (padded to the corpus's longest, :func:`segment_settings`), training draws a random crop of
@@ -355,6 +362,7 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
     show = (not quiet()) if progress is None else progress
     protocol_label(protocol)  # validates the name
 
+    df_in, model_kwargs_in = df, model_kwargs   # as given: what a remote run receives
     if df is None:
         df = load_corpus(corpus, root)
     df = df.reset_index(drop=True)
@@ -421,6 +429,20 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
     if df_t is not None:   # only cross-corpus studies carry the key, so other runs keep their hashes
         config_core["cross"] = {"corpus": cross, "n_utterances": len(df_t), "emotions": labels}
     config_hash = _hash(config_core)
+    remote = _executors.resolve(executor)
+    if remote is not None:   # the same runs as below, one task each, in the executor's workers
+        args = {"corpus": corpus, "model": model, "protocol": protocol, "profile": profile, "name": name,
+                "df": df_in, "root": root, "k": k, "features": features, "train": train,
+                "model_kwargs": model_kwargs_in, "augment": augment, "augment_before_split": augment_before_split,
+                "results_root": str(sdir.parent.parent.resolve()), "on_epoch": on_epoch, "split_seed": split_seed,
+                "speaker_norm": speaker_norm, "cross": cross, "cross_root": cross_root, "cross_df": cross_df,
+                "emotions": emotions}
+        jobs = [(rid, {**args, "folds": [f], "seeds": [s]}) for f in folds for s in seeds
+                if not (sdir / "runs" / (rid := f"{model}-{run_protocol}-f{f}-s{s}-{config_hash}") / "result.json").exists()]
+        if len(jobs) < len(folds) * len(seeds):
+            _say(f"{len(folds) * len(seeds) - len(jobs)} of {len(folds) * len(seeds)} run(s) finished earlier, skipped")
+        _executors.run_remote(remote, jobs, sdir)
+        return collect(sdir)
     total = len(folds) * len(seeds)
     done = 0
     for fold in folds:

@@ -432,13 +432,45 @@ def _batches(n: int, batch_size: int, order: np.ndarray | None = None) -> tuple[
 ROW_BUCKET = 256
 
 
-def _device_rows(X: np.ndarray):
-    """``X`` on the device, padded with zero rows to a multiple of :data:`ROW_BUCKET`."""
+def _device_rows(X: np.ndarray, sharding=None):
+    """``X`` on the device (or replicated over ``sharding``), padded with zero rows to a multiple of
+    :data:`ROW_BUCKET`."""
     jax = _import_jax()[0]
     pad = (-len(X)) % ROW_BUCKET
     if pad:
         X = np.concatenate([X, np.zeros((pad, *X.shape[1:]), X.dtype)])
-    return jax.device_put(X)
+    return jax.device_put(X) if sharding is None else jax.device_put(X, sharding)
+
+
+def data_parallel_shardings(devices: int | bool | None, batch_size: int):
+    """``(replicated, batch)`` shardings of a data-parallel step over ``devices`` JAX devices, or None.
+
+    ``devices``: True = every local device, an int = the first n, None = ``$SERCORE_DATA_PARALLEL``
+    (``0``/unset: off, ``1``/``all``: every device, ``n``: the first n); 0, 1 or False = off (one
+    device, the step exactly as before). Model state and the training arrays are replicated, each
+    step's rows (indices, weights, crop starts) are split over a 1-D mesh axis ``"batch"``; XLA's
+    partitioner then computes every device's share of the batch and all-reduces the gradients and
+    BatchNorm statistics, so the step computes the same loss as on one device (up to float
+    reassociation). ``batch_size`` must be a multiple of the device count.
+    """
+    jax = _import_jax()[0]
+    if devices is None:
+        env = os.environ.get("SERCORE_DATA_PARALLEL", "0").strip().lower()
+        devices = True if env in ("all", "true") else int(env or 0)
+    available = jax.local_devices()
+    n = len(available) if devices is True else int(devices)
+    if n <= 1:
+        return None
+    if n > len(available):
+        raise ConfigError(f"data parallel over {n} devices, but JAX sees {len(available)}; give at most "
+                          f"{len(available)} (on CPU, XLA_FLAGS=--xla_force_host_platform_device_count={n})")
+    if batch_size % n:
+        raise ConfigError(f"batch_size {batch_size} is not a multiple of the {n} data-parallel devices; "
+                          "choose a batch size that is, or fewer devices")
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(available[:n]), ("batch",))
+    return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("batch"))
 
 
 _MISSING = object()
@@ -603,7 +635,8 @@ def _is_better(cfg: TrainConfig, row: dict, best: dict | None) -> bool:
 def fit(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], cfg: TrainConfig,
         *, num_classes: int | None = None, checkpoint: str | os.PathLike | None = None,
         checkpoint_meta: dict | None = None, on_epoch: Callable[[dict], None] | None = None,
-        progress: bool | None = None, desc: str = "train", train_lengths=None, val_lengths=None) -> FitResult:
+        progress: bool | None = None, desc: str = "train", train_lengths=None, val_lengths=None,
+        data_parallel: int | bool | None = None) -> FitResult:
     """Train ``model`` in place on ``train``, early-stopping on ``val``; restore the best state.
 
     Parameters
@@ -631,6 +664,10 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.n
     train_lengths, val_lengths : array of int, optional
         Valid time steps of each row (the rest is padding), for ``cfg.crop_frames``: crops are drawn,
         and validation windows placed, inside them. Default: whole rows.
+    data_parallel : int or bool, optional
+        Split each training batch over this many JAX devices (True: all); default
+        ``$SERCORE_DATA_PARALLEL``, else off. See :func:`data_parallel_shardings`. Off, nothing
+        changes; on, the losses equal one device's within float tolerance.
 
     Returns
     -------
@@ -675,8 +712,13 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.n
         start_epoch, seconds, stopped = meta["epoch"], meta["train_seconds"], meta["stopped"]
         best_row = history[best_epoch - 1] if best_epoch else None
 
-    X_tr_d, y_tr_d = _device_rows(X_tr), _device_rows(y_tr)
-    X_va_d, y_va_d = _device_rows(X_va), _device_rows(y_va)
+    shard = data_parallel_shardings(data_parallel, cfg.batch_size)
+    whole = None if shard is None else shard[0]
+    if shard is not None:    # model state on every device; each step's rows split over them
+        params, rest, opt_state = jax.device_put((params, rest, opt_state), whole)
+        best_state = jax.device_put(best_state, whole)
+    X_tr_d, y_tr_d = _device_rows(X_tr, whole), _device_rows(y_tr, whole)
+    X_va_d, y_va_d = _device_rows(X_va, whole), _device_rows(y_va, whole)
     show = (not quiet()) if progress is None else progress
     bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=desc, disable=not show, leave=False, unit="ep")
     epoch = start_epoch
@@ -692,10 +734,13 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.n
             starts = (random_crop_starts(rng, len_tr[idx.reshape(-1)], crop, n_frames).reshape(idx.shape)
                       if crop else np.zeros(idx.shape, np.int32))
             acc = {"loss_sum": jnp.zeros(()), "n": jnp.zeros(()), "correct": jnp.zeros(())}
+            if shard is not None:
+                acc = jax.device_put(acc, whole)
             for b in range(idx.shape[0]):
                 key = jax.random.fold_in(base_key, (epoch - 1) * steps_per_epoch + b)
-                params, rest, opt_state, acc = train_step(params, rest, opt_state, acc, X_tr_d, y_tr_d,
-                                                          idx[b], weight[b], starts[b], key)
+                rows = (idx[b], weight[b], starts[b]) if shard is None else jax.device_put(
+                    (idx[b], weight[b], starts[b]), shard[1])
+                params, rest, opt_state, acc = train_step(params, rest, opt_state, acc, X_tr_d, y_tr_d, *rows, key)
             val_loss, cm, _ = _run_eval(graphdef_eval, params, rest, X_va_d, y_va, len_va, cfg, num_classes)
             s = metrics.scores_from_confusion(cm)
             n = float(acc["n"])
@@ -722,6 +767,8 @@ def fit(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.n
     finally:
         bar.close()
     _, _, _, nnx = _import_jax()
+    if shard is not None:    # the trained model lives on one device again, as after a plain fit
+        best_state = jax.device_put(best_state, jax.local_devices()[0])
     nnx.update(model, *best_state)
     model.eval()
     return FitResult(history=history, best_epoch=best_epoch, epochs_run=len(history),
@@ -793,7 +840,7 @@ def _member(tree, i):
 
 def train_many(models: list, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
                cfg: TrainConfig, *, seeds: list[int] | None = None, num_classes: int | None = None,
-               progress: bool | None = None) -> list[FitResult]:
+               progress: bool | None = None, data_parallel: int | bool | None = None) -> list[FitResult]:
     """Train several copies of one architecture (e.g. one per seed) on the same data with ``jax.vmap``.
 
     Each member gets its own data order (seeded by ``seeds[i]``), dropout stream, optimiser state and
@@ -809,6 +856,10 @@ def train_many(models: list, train: tuple[np.ndarray, np.ndarray], val: tuple[np
     cfg : TrainConfig
     seeds : list of int, optional
         Data-order seeds per member (default ``cfg.seed + i``).
+    data_parallel : int or bool, optional
+        Split the stacked members over this many JAX devices (True: all; default
+        ``$SERCORE_DATA_PARALLEL``, else off): each device trains ``len(models) / n`` of them, with no
+        communication between devices. ``len(models)`` must be a multiple of ``n``.
 
     Returns
     -------
@@ -843,7 +894,11 @@ def train_many(models: list, train: tuple[np.ndarray, np.ndarray], val: tuple[np
     evaluate_step = jax.jit(jax.vmap(functools.partial(_eval_step_impl, graphdef_eval),
                                      in_axes=(0, 0, 0, None, None, None, None)))
     cw = class_weights(y_tr, num_classes) if cfg.class_weighting else np.ones(num_classes, np.float32)
-    X_tr_d, y_tr_d, X_va_d, y_va_d = (_device_rows(a) for a in (X_tr, y_tr, X_va, y_va))
+    shard = data_parallel_shardings(data_parallel, S)   # here the split axis is the members'
+    whole = None if shard is None else shard[0]
+    put = (lambda tree: tree) if shard is None else (lambda tree: jax.device_put(tree, shard[1]))
+    params, rest, opt_state = put((params, rest, opt_state))
+    X_tr_d, y_tr_d, X_va_d, y_va_d = (_device_rows(a, whole) for a in (X_tr, y_tr, X_va, y_va))
     histories = [[] for _ in range(S)]
     best_rows, best_epochs, bad, stopped = [None] * S, [0] * S, [0] * S, [False] * S
     best = (params, rest)
@@ -857,14 +912,15 @@ def train_many(models: list, train: tuple[np.ndarray, np.ndarray], val: tuple[np
         idx = np.stack([b[0] for b in batches], axis=1)            # (n_batches, S, B)
         weight = np.stack([b[1] * cw[y_tr[b[0]]] for b in batches], axis=1)
         zeros = jnp.zeros((S,))
-        acc = {"loss_sum": zeros, "n": zeros, "correct": zeros}
+        acc = put({"loss_sum": zeros, "n": zeros, "correct": zeros})
         zero_starts = np.zeros(idx.shape[-1], np.int32)
         keys = [jax.random.split(jax.random.key(epoch), S) for _ in range(idx.shape[0])]   # unused without masks
         for b in range(idx.shape[0]):
-            params, rest, opt_state, acc = step(params, rest, opt_state, acc, X_tr_d, y_tr_d, idx[b], weight[b],
-                                                zero_starts, keys[b])
+            rows, w, k = put((idx[b], weight[b], keys[b]))
+            params, rest, opt_state, acc = step(params, rest, opt_state, acc, X_tr_d, y_tr_d, rows, w,
+                                                zero_starts, k)
         vidx, vmask = _batches(len(X_va), cfg.eval_batch_size)
-        vacc = {"loss_sum": jnp.zeros((S,)), "cm": jnp.zeros((S, num_classes, num_classes))}
+        vacc = put({"loss_sum": jnp.zeros((S,)), "cm": jnp.zeros((S, num_classes, num_classes))})
         for b in range(vidx.shape[0]):
             vacc, _ = evaluate_step(params, rest, vacc, X_va_d, y_va_d, vidx[b], vmask[b])
         cms = np.asarray(vacc["cm"]).round().astype(np.int64)
@@ -892,6 +948,8 @@ def train_many(models: list, train: tuple[np.ndarray, np.ndarray], val: tuple[np
             best = jax.tree.map(lambda b_, c_: jnp.where(keep.reshape((S,) + (1,) * (c_.ndim - 1)), c_, b_)
                                 if not jax.dtypes.issubdtype(c_.dtype, jax.dtypes.prng_key) else c_,
                                 best, (params, rest))
+    if shard is not None:    # the trained models live on one device again
+        best = jax.device_put(best, jax.local_devices()[0])
     results = []
     for i, model in enumerate(models):
         nnx.update(model, _member(best[0], i), _member(best[1], i))

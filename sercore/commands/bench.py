@@ -31,11 +31,14 @@ def register(subparsers) -> None:
                    help="also run the Keras reference zhao2d with this interpreter (e.g. /tmp/bench-venv-tf/bin/python)")
     p.add_argument("--reference-dir", default=DEFAULT_REFERENCE_DIR,
                    help=f"folder holding bench_torch.py / bench_tf.py (default {DEFAULT_REFERENCE_DIR})")
+    p.add_argument("--devices", action="store_true",
+                   help="only training samples/s per JAX device count (data-parallel fit over 1, 2, 4, ... of the "
+                        "visible devices; on CPU force N with XLA_FLAGS=--xla_force_host_platform_device_count=N)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..bench import DEFAULT_MODELS, run_bench
+    from ..bench import DEFAULT_MODELS, bench_devices, run_bench
 
     if args.models:
         models = tuple(m.strip() for m in args.models.split(",") if m.strip())
@@ -43,6 +46,10 @@ def _run(args: argparse.Namespace) -> int:
         models = ("zhao2d",) if args.quick else DEFAULT_MODELS
     steps = args.steps if args.steps is not None else (2 if args.quick else 5)
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    if args.devices:
+        for name in models:
+            bench_devices(name, steps=steps, repeats=max(repeats, 2))
+        return 0
     run_bench(models, steps=steps, repeats=repeats, warmup=args.warmup, out=args.out,
               features=not (args.quick or args.no_features), reference_dir=args.reference_dir,
               torch_python=args.torch, tf_python=args.tf)

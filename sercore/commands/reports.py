@@ -32,6 +32,11 @@ def register(subparsers) -> None:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="papermill progress bars (default: only on a terminal outside CI)")
     p.add_argument("--index", action="store_true", help="only rewrite reports/index.html from the manifests")
+    p.add_argument("--executor", choices=["serial", "ray"], default=None,
+                   help="where the notebooks' training runs execute (sets SERCORE_EXECUTOR for their kernels; "
+                        "default: $SERCORE_EXECUTOR, else serial; --address implies ray)")
+    p.add_argument("--address", default=None,
+                   help="a running Ray cluster for --executor ray (sets SERCORE_RAY_ADDRESS; default: a local Ray)")
     p.set_defaults(func=_run)
 
 
@@ -46,6 +51,12 @@ def _run(args) -> int:
         print(reports.write_index(args.reports_dir))
         print(reports.write_readme(args.reports_dir))
         return 0
+    import os
+
+    if args.executor or args.address:   # the notebooks' kernels inherit it; run_grid reads it
+        os.environ["SERCORE_EXECUTOR"] = args.executor or "ray"
+    if args.address:
+        os.environ["SERCORE_RAY_ADDRESS"] = args.address
     params = dict(reports.parse_param(p) for p in args.param)
     for key in ("corpus", "profile"):
         if key in params:

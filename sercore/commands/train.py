@@ -39,6 +39,7 @@ def register(subparsers) -> None:
                         "rows only; default: the profile's)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: on in a terminal, off under CI/papermill/SERCORE_QUIET)")
+    add_executor_args(p)
     p.set_defaults(func=cmd_train)
 
     e = subparsers.add_parser("evaluate", help="summaries, confidence intervals and confusion matrices of a study")
@@ -80,6 +81,32 @@ def register(subparsers) -> None:
     q.set_defaults(func=cmd_predict, _parser=q)
 
 
+def add_executor_args(p) -> None:
+    """``--executor``, ``--address``, ``--cpus-per-run``, ``--gpus-per-run`` (see sercore.executors)."""
+    g = p.add_argument_group("executor", "where the runs execute (pip install -e '.[ray]' for ray)")
+    g.add_argument("--executor", choices=["serial", "ray"], default=None,
+                   help="serial: one run after another in this process; ray: one Ray task per (fold, seed) "
+                        "run (default: $SERCORE_EXECUTOR, else serial; --address implies ray)")
+    g.add_argument("--address", default=None,
+                   help="a running Ray cluster: auto, HOST:6379 or ray://HOST:10001 (default: "
+                        "$SERCORE_RAY_ADDRESS, else a local Ray with one worker per core)")
+    g.add_argument("--cpus-per-run", type=float_range(0.01, 1024), default=1.0,
+                   help="CPUs each Ray task declares (default 1; XLA then uses one thread)")
+    g.add_argument("--gpus-per-run", type=float_range(0, 64), default=None,
+                   help="GPUs each Ray task declares (default: 1 if the cluster has GPUs, else 0; 0.5 packs two)")
+
+
+def executor_from_args(args):
+    """The executor object for the parsed options (None = serial)."""
+    from ..executors import RayExecutor, resolve
+
+    name = args.executor or ("ray" if args.address else None)
+    ex = resolve(name, args.address)
+    if isinstance(ex, RayExecutor):
+        ex.cpus_per_run, ex.gpus_per_run = args.cpus_per_run, args.gpus_per_run
+    return ex
+
+
 def _ints(text: str | None):
     """``"0,1,2"`` -> ``[0, 1, 2]``; None stays None; empty lists and negative numbers are refused."""
     if text is None:
@@ -105,7 +132,7 @@ def cmd_train(args) -> int:
         augment = {"copies": args.augment, "snr_db": (10.0, 30.0)} if args.augment > 0 else {}
     st = run_study(args.corpus, args.model, args.protocol, args.profile, name=args.study,
                    folds=_ints(args.folds), seeds=_ints(args.seeds), train=train, augment=augment,
-                   progress=args.progress)
+                   progress=args.progress, executor=executor_from_args(args))
     sel = st.results[(st.results["model"] == args.model) & (st.results["protocol"] == args.protocol)]
     _print_results(sel)
     print(f"\nstudy folder: {st.dir}")
