@@ -63,20 +63,23 @@ JAX's compilation cache (``<data>/cache/jax``) is shared by the notebooks.
 when this was measured, ~40 s an EmoDB epoch; ``sercore bench`` now gives ~62, so about 5 s), with
 up to 7x the epochs, 3 seeds and the three costly models: days of CPU, hours on a GPU.
 
-``standard`` measured on EmoDB on 2026-12-03 (this 2-core machine, shared with other work at a load
-of about 4, so an idle machine is faster): zhao2d, 5 speaker folds x 3 seeds, 15 runs in 16 min 18 s
-(median run 53 s of training; 15-40 epochs, median 30; 3 of 15 runs stopped by the 40-epoch cap),
-mean test UAR 0.615 over the runs; zhao2d_dense's runs took a median 43 s. From these, notebook 03's
-grid (8 classifiers x 15 speaker-fold runs + 8 x 5 speaker-dependent runs, the time-distributed nets
-about 2.5x zhao2d per run) is about 2.5-3 hours on this loaded machine, and the whole ``make reports
-CORPUS=emodb PROFILE=standard`` (02's time-pool sweep: 25 more runs; 05: autoencoders, fusion and
-augmentation runs with one seed) about 3.5 hours: over the 2.5-hour target. The whole run has not
-been measured end to end yet. Notebook 02 alone was: ``sercore reports --corpus emodb --profile
-standard --only 02`` took 1 h 33 min from zhao2d's 15 runs (done before), i.e. 85 more runs (zhao2d_dense,
-poolfix2d, poolfix2d_bilstm: 15 speaker-fold + 5 speaker-dependent runs each; zhao2d's 5
-speaker-dependent runs; 20 sweep runs) while another report run and the test suite shared the 2 cores
-for most of it. Median training time per run: 47-59 s on speaker folds, 63-81 s on the
-speaker-dependent folds (more training rows); 15 of the 80 runs of the four models hit the 40-epoch cap.
+``standard`` measured on EmoDB on 2026-12-03 (this 2-core machine, always shared with other work):
+the whole committed EmoDB study, 02 to 05, was trained in three passes. zhao2d's 15 speaker-fold runs
+took 16 min 18 s; ``sercore reports --only 02`` 1 h 33 min for 85 more runs (zhao2d_dense, poolfix2d,
+poolfix2d_bilstm; zhao2d's speaker-dependent runs; 20 time-pool sweep runs); and the rest, 03's other
+four classifiers (80 runs) and 05's side experiments (5 fold autoencoders, 5 fusion runs, 15 noisy-copy
+runs at 3x the training rows), 1 h 56 min with two to four ``sercore train`` / ``sercore reports``
+processes side by side (two pinned to one core each most of the time; two single-core processes give
+about 1.36x the throughput of one two-thread process here). Rendering the five reports from the
+finished runs takes minutes. So the study costs about 3 h 45 min of wall time here when trained as
+it was, over the 2.5-hour target; serial ``make reports CORPUS=emodb PROFILE=standard`` on an idle
+machine has not been timed end to end. Median training time per run (speaker folds / speaker-
+dependent folds): zhao2d 53 / 78 s, zhao2d_dense 59 / 63 s, poolfix2d 47 / 75 s, poolfix2d_bilstm
+52 / 81 s, attn_blstm 133 / 160 s, baseline_cnn 115 / 82 s, td_cnn_bilstm 170 / 227 s, td_cnn_lstm 179 /
+342 s (the last three measured on one core each, beside other jobs); median epochs 20-40, and 37 of
+160 network runs stopped at the 40-epoch cap. The time-distributed nets and attn_blstm are the cost:
+they are 3/8 of the classifiers and about 60 % of the time. RAVDESS (1,440 utterances of 3.7 s against
+EmoDB's 535 of 2.8 s) should cost about 2.7x EmoDB per run; not run yet.
 
 Several seeds at once (:func:`sercore.training.train_many`, ``jax.vmap`` over stacked states) does
 *not* pay on CPU: 3 seeds of zhao2d at 40 x 63 trained at 0.32x the samples/s of three sequential
