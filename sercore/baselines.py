@@ -504,15 +504,9 @@ def run_baseline(corpus: str, name: str, protocol: str = "speaker_kfold", profil
     if df is None:
         df = load_corpus(corpus, root)
     df = df.reset_index(drop=True)
-    df_t = None
-    if cross is not None:
-        from .crosscorpus import restrict, shared_emotions
+    from .crosscorpus import pair_corpora
 
-        df_t = cross_df if cross_df is not None else load_corpus(cross, cross_root)
-        shared = shared_emotions(df, df_t, emotions)
-        df, df_t = restrict(df, shared), restrict(df_t, shared)
-    elif emotions is not None:
-        raise ConfigError("emotions=... selects the classes of a cross-corpus study; pass cross=<corpus> too")
+    df, df_t = pair_corpora(df, cross, cross_root, cross_df, emotions)
     labels = sorted(df["emotion"].astype(str).unique())
     y = df["emotion"].astype(str).map({lab: i for i, lab in enumerate(labels)}).to_numpy(np.int64)
     splits = make_splits(df, protocol, k=k, seed=split_seed)
@@ -594,29 +588,14 @@ def run_baseline(corpus: str, name: str, protocol: str = "speaker_kfold", profil
 def _score_cross_baseline(model, X_t: np.ndarray, df_t: pd.DataFrame, labels, res: dict, config: dict, sdir: Path,
                           target: str, name: str, protocol: str, fold: int, config_hash: str) -> dict:
     """Score a fitted baseline on the whole target corpus, written as its own run folder."""
-    from .checkpoint import atomic_write_json
-    from .crosscorpus import cross_protocol
     from .metrics import confusion_matrix, scores
-    from .protocols import protocol_label
-    from .study import _prediction_table, _write_table
+    from .study import write_cross_run
 
     y_t = df_t["emotion"].astype(str).map({lab: i for i, lab in enumerate(labels)}).to_numpy(np.int64)
-    probs = class_scores(model, X_t, len(labels))
     pred_idx = np.asarray(model.predict(X_t), dtype=np.int64)
-    ev = {**scores(y_t, pred_idx, len(labels)), "pred": pred_idx, "probs": probs}
-    xprotocol = cross_protocol(protocol, target)
-    run_id = f"{name}-{xprotocol}-f{fold}-s0-{config_hash}"
-    rdir = sdir / "runs" / run_id
-    atomic_write_json(rdir / "config.json", {**config, "protocol": xprotocol, "test_corpus": target})
-    _write_table(_prediction_table(run_id, target, name, xprotocol, fold, 0, df_t, y_t, ev, labels),
-                 rdir / "predictions.parquet")
-    out = {**res, "protocol": xprotocol, "protocol_label": protocol_label(xprotocol), "run_id": run_id,
-           "test_speakers": ",".join(sorted(df_t["speaker"].astype(str).unique())), "wa": ev["wa"],
-           "uar": ev["uar"], "macro_f1": ev["macro_f1"], "n_test": int(len(df_t)),
-           "confusion": confusion_matrix(y_t, pred_idx, len(labels)).tolist(), "test_corpus": target,
-           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    atomic_write_json(rdir / "result.json", out)
-    return out
+    ev = {**scores(y_t, pred_idx, len(labels)), "pred": pred_idx, "probs": class_scores(model, X_t, len(labels)),
+          "confusion": confusion_matrix(y_t, pred_idx, len(labels))}
+    return write_cross_run(sdir, target, name, protocol, fold, 0, config_hash, df_t, y_t, ev, labels, res, config)
 
 
 #: The classical rows every results table of the reports carries, next to the networks.

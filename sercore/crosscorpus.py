@@ -89,6 +89,27 @@ def restrict(df: pd.DataFrame, emotions: Sequence[str]) -> pd.DataFrame:
     return df[df["emotion"].astype(str).isin(set(emotions))].reset_index(drop=True)
 
 
+def pair_corpora(df: pd.DataFrame, cross: str | None, cross_root=None, cross_df: pd.DataFrame | None = None,
+                 emotions: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The source table and the target corpus's table (``cross_df`` or ``load_corpus(cross, cross_root)``),
+    both restricted to their shared emotions (or ``emotions``); ``(df, None)`` without ``cross``.
+
+    Raises
+    ------
+    ConfigError
+        ``emotions`` given without ``cross``; see also :func:`shared_emotions`.
+    """
+    if cross is None:
+        if emotions is not None:
+            raise ConfigError("emotions=... selects the classes of a cross-corpus study; pass cross=<corpus> too")
+        return df, None
+    from .corpora import load_corpus
+
+    target = cross_df if cross_df is not None else load_corpus(cross, cross_root)
+    shared = shared_emotions(df, target, emotions)
+    return restrict(df, shared), restrict(target, shared)
+
+
 def left_out(df: pd.DataFrame, emotions: Sequence[str]) -> dict[str, int]:
     """Utterance counts of the emotions of ``df`` that cross-corpus evaluation leaves out."""
     counts = df["emotion"].astype(str).value_counts()

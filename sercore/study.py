@@ -366,18 +366,12 @@ def run_study(corpus: str = "synthetic", model: str = "zhao2d", protocol: str = 
     if df is None:
         df = load_corpus(corpus, root)
     df = df.reset_index(drop=True)
-    df_t = None
-    if cross is not None:
-        from .crosscorpus import restrict, shared_emotions
+    if cross is not None and augment_before_split:
+        raise ConfigError("augment_before_split is a leak demonstration of one corpus; it cannot be "
+                          "combined with cross-corpus evaluation (cross=...)")
+    from .crosscorpus import pair_corpora
 
-        if augment_before_split:
-            raise ConfigError("augment_before_split is a leak demonstration of one corpus; it cannot be "
-                              "combined with cross-corpus evaluation (cross=...)")
-        df_t = cross_df if cross_df is not None else load_corpus(cross, cross_root)
-        shared = shared_emotions(df, df_t, emotions)
-        df, df_t = restrict(df, shared), restrict(df_t, shared)
-    elif emotions is not None:
-        raise ConfigError("emotions=... selects the classes of a cross-corpus study; pass cross=<corpus> too")
+    df, df_t = pair_corpora(df, cross, cross_root, cross_df, emotions)
     labels = sorted(df["emotion"].astype(str).unique())
     cfg_feat = feature_config_for(model, prof, features)
     # the profile's per-model settings (e.g. window lengths that keep their duration at a coarser hop)
@@ -553,9 +547,7 @@ def _score_cross(net, df_t: pd.DataFrame, X_t: np.ndarray, lengths_t, labels: Se
                  protocol: str, fold: int, seed: int, config_hash: str) -> dict:
     """Score a trained network on the whole target corpus and write that evaluation as its own run
     folder (protocol ``<protocol>+to-<target>``); returns its result record."""
-    from .crosscorpus import cross_protocol
     from .features import speaker_normalize
-    from .protocols import protocol_label
     from .training import evaluate
 
     y_t = df_t["emotion"].astype(str).map({lab: i for i, lab in enumerate(labels)}).to_numpy(np.int32)
@@ -565,6 +557,19 @@ def _score_cross(net, df_t: pd.DataFrame, X_t: np.ndarray, lengths_t, labels: Se
         Xn = normalizer.apply(X_t)   # the source training rows' statistics
     ev = evaluate(net, Xn, y_t, batch_size=tcfg.eval_batch_size, lengths=lengths_t,
                   crop_frames=tcfg.crop_frames, window_step=tcfg.window_step)
+    return write_cross_run(sdir, target, model, protocol, fold, seed, config_hash, df_t, y_t, ev, labels, res, config)
+
+
+def write_cross_run(sdir: Path, target: str, model: str, protocol: str, fold: int, seed: int, config_hash: str,
+                    df_t: pd.DataFrame, y_t: np.ndarray, ev: Mapping, labels: Sequence[str], res: Mapping,
+                    config: Mapping) -> dict:
+    """Write a trained classifier's scores on the whole target corpus as its own run folder (protocol
+    ``<protocol>+to-<target>``), from the within-corpus run's record ``res`` and ``config``; used by
+    networks and classical baselines alike. ``ev`` holds ``wa``, ``uar``, ``macro_f1``, ``confusion``,
+    ``pred`` and ``probs``. Returns the result record."""
+    from .crosscorpus import cross_protocol
+    from .protocols import protocol_label
+
     xprotocol = cross_protocol(protocol, target)
     run_id = f"{model}-{xprotocol}-f{fold}-s{seed}-{config_hash}"
     rdir = sdir / "runs" / run_id
@@ -574,7 +579,7 @@ def _score_cross(net, df_t: pd.DataFrame, X_t: np.ndarray, lengths_t, labels: Se
     speakers = sorted(df_t["speaker"].astype(str).unique())
     out = {**res, "protocol": xprotocol, "protocol_label": protocol_label(xprotocol), "run_id": run_id,
            "test_speakers": ",".join(speakers), "wa": ev["wa"], "uar": ev["uar"], "macro_f1": ev["macro_f1"],
-           "n_test": int(len(df_t)), "confusion": ev["confusion"].tolist(), "test_corpus": target,
+           "n_test": int(len(df_t)), "confusion": np.asarray(ev["confusion"]).tolist(), "test_corpus": target,
            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     atomic_write_json(rdir / "result.json", out)
     return out

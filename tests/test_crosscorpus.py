@@ -132,3 +132,22 @@ def test_cross_grid_and_table(toy, tmp_path, wav_writer, seg_profile):
         assert r["cross_low"] <= r["cross"] <= r["cross_high"]
         assert r["drop"] == pytest.approx(r["cross"] - r["within"])
         assert r["drop_low"] <= r["drop_high"] and r["n_target_speakers"] == 6
+
+
+def test_cross_baseline_scores_the_fitted_classifier_on_the_target(toy, tmp_path, wav_writer):
+    from sercore import baselines as bl
+
+    target = target_corpus(tmp_path / "wav2", wav_writer)
+    st = bl.run_baseline("toy", "logmel_lr", "speaker_kfold", "smoke", df=toy, results_root=tmp_path / "res", k=3,
+                         folds=2, n_jobs=1, cross="toy2", cross_df=target)
+    res = st.results.set_index("protocol")
+    assert sorted(set(st.results["protocol"])) == ["speaker_kfold", "speaker_kfold+to-toy2"]
+    cross_rows = st.results[st.results["protocol"] == "speaker_kfold+to-toy2"]
+    assert len(cross_rows) == 2 and (cross_rows["n_test"] == len(target[target["emotion"] != "calm"])).all()
+    xp = st.predictions[st.predictions["protocol"] == "speaker_kfold+to-toy2"]
+    assert set(xp["corpus"]) == {"toy2"} and "calm" not in set(xp["true_label"]) and not xp.isna().any().any()
+    for _, row in cross_rows.iterrows():     # confusion and UAR describe the same predictions
+        p = xp[xp["run_id"] == row["run_id"]]
+        cm = np.asarray(json.loads((st.dir / "runs" / row["run_id"] / "result.json").read_text())["confusion"])
+        assert cm.sum() == len(p) and np.trace(cm) == (p["true"] == p["pred"]).sum()
+    assert len(res) == 4
