@@ -243,21 +243,35 @@ def run_grid(corpus: str, models: Sequence[str], protocols: Sequence[str], profi
             st = run_study(corpus, model, protocol, profile, name=name, seeds=use, df=df,
                            results_root=results_root, **study_kw)
             run_protocol = protocol + (LEAKY_SUFFIX if study_kw.get("augment_before_split") else "")
-            r = st.results[(st.results["model"] == model) & (st.results["protocol"] == run_protocol)]
-            r = r[r["seed"].isin(use)]
-            folds = study_kw.get("folds")
-            if folds is not None:
-                r = r[r["fold"].isin(list(range(folds)) if isinstance(folds, int) else list(folds))]
-            # one run per (fold, seed): the latest if settings changed between calls
-            r = r.sort_values("finished_at").drop_duplicates(["fold", "seed"], keep="last")
-            r = r.sort_values(["fold", "seed"]).assign(variant=variant or model, study_dir=str(st.dir))
+            r, p = study_runs(st, model, run_protocol, seeds=use, folds=study_kw.get("folds"),
+                              variant=variant or model)
             res.append(r)
-            if len(st.predictions):
-                pred.append(st.predictions[st.predictions["run_id"].isin(r["run_id"])]
-                            .assign(variant=variant or model))
+            if p is not None:
+                pred.append(p)
     results = pd.concat(res, ignore_index=True) if res else pd.DataFrame()
     predictions = pd.concat(pred, ignore_index=True) if pred else pd.DataFrame()
     return results, predictions
+
+
+def study_runs(st, model: str, protocol: str, *, seeds: Sequence[int] | None = None, folds=None, **extra):
+    """The runs of ``model`` under ``protocol`` in study ``st`` (of the given seeds and folds; ``folds``
+    an int means the first n), one per (fold, seed): the latest if settings changed between calls.
+
+    Returns
+    -------
+    results, predictions : pandas.DataFrame
+        Sorted by fold and seed, with ``study_dir`` (results) and the ``extra`` columns (both);
+        predictions is None when the study has none.
+    """
+    r = st.results[(st.results["model"] == model) & (st.results["protocol"] == protocol)]
+    if seeds is not None:
+        r = r[r["seed"].isin(list(seeds))]
+    if folds is not None:
+        r = r[r["fold"].isin(list(range(folds)) if isinstance(folds, int) else list(folds))]
+    r = r.sort_values("finished_at").drop_duplicates(["fold", "seed"], keep="last")
+    r = r.sort_values(["fold", "seed"]).assign(study_dir=str(st.dir), **extra)
+    p = st.predictions[st.predictions["run_id"].isin(r["run_id"])].assign(**extra) if len(st.predictions) else None
+    return r, p
 
 
 def summary_table(results, predictions=None, *, by: Sequence[str] = ("variant", "protocol"),

@@ -141,6 +141,7 @@ def run_cross_grid(source: str, target: str, models: Sequence[str], profile, *,
         (``"emodb -> ravdess"``), ``tested_on`` (``"within"`` / ``"cross"``) and ``normalisation``
         (``"training rows"`` / ``"per speaker"``).
     """
+    from .analysis import study_runs
     from .baselines import run_baseline
     from .corpora import load_corpus
     from .profiles import get_profile
@@ -166,15 +167,12 @@ def run_cross_grid(source: str, target: str, models: Sequence[str], profile, *,
                 st = run_study(source, model, protocol, prof, name=study, seeds=use, **kw)
             base = protocol + (SPEAKER_NORM_SUFFIX if norm else "")
             for proto, where in ((base, "within"), (cross_protocol(base, target), "cross")):
-                r = st.results[(st.results["model"] == model) & (st.results["protocol"] == proto)]
-                if not is_baseline:
-                    r = r[r["seed"].isin(use)]
-                r = r.sort_values("finished_at").drop_duplicates(["fold", "seed"], keep="last")
-                extra = dict(variant=model, direction=f"{source} -> {target}", tested_on=where,
-                             normalisation="per speaker" if norm else "training rows")
-                res.append(r.sort_values(["fold", "seed"]).assign(study_dir=str(st.dir), **extra))
-                if len(st.predictions):
-                    pred.append(st.predictions[st.predictions["run_id"].isin(r["run_id"])].assign(**extra))
+                r, p = study_runs(st, model, proto, seeds=None if is_baseline else use, variant=model,
+                                  direction=f"{source} -> {target}", tested_on=where,
+                                  normalisation="per speaker" if norm else "training rows")
+                res.append(r)
+                if p is not None:
+                    pred.append(p)
     results = pd.concat(res, ignore_index=True) if res else pd.DataFrame()
     predictions = pd.concat(pred, ignore_index=True) if pred else pd.DataFrame()
     return results, predictions
