@@ -185,6 +185,44 @@ def classifiers() -> list[str]:
     return [m for m in list_models() if model_info(m)["task"] == "classify" and m != "ae_fusion"]
 
 
+def notebook_profile(profile, n_seeds: int | None = None):
+    """The profile a notebook trains under: ``profile`` with only the first ``n_seeds`` of its seeds
+    (the notebooks' ``n_seeds`` parameter; None = all of them). Fewer seeds cost proportionally less and
+    leave seed variance out of the intervals; the reports say which seeds ran, from the runs' records.
+    The runs are the same runs a full-seed call trains first (same run ids), so they are reused later.
+
+    >>> notebook_profile("standard", 1).seeds, notebook_profile("standard").seeds
+    ((0,), (0, 1, 2))
+    """
+    from .errors import ConfigError
+    from .profiles import get_profile
+
+    prof = get_profile(profile)
+    if n_seeds is None:
+        return prof
+    if isinstance(n_seeds, bool) or not isinstance(n_seeds, int) or not 1 <= n_seeds <= len(prof.seeds):
+        raise ConfigError(f"n_seeds={n_seeds!r}: profile {prof.name!r} has {len(prof.seeds)} seed(s) "
+                          f"{list(prof.seeds)}; give a whole number from 1 to {len(prof.seeds)}, or None for all")
+    return prof.replace(seeds=prof.seeds[:n_seeds],
+                        protocol_seeds={k: tuple(v)[:n_seeds] for k, v in prof.protocol_seeds.items()},
+                        side_seeds=min(prof.side_seeds or n_seeds, n_seeds))
+
+
+def profile_label(profile) -> str:
+    """A profile's name, with the seeds it kept when :func:`notebook_profile` took some away.
+
+    >>> profile_label(notebook_profile("standard", 1)), profile_label("standard")
+    ('standard (1 of 3 seeds)', 'standard')
+    """
+    from .profiles import PROFILES, get_profile
+
+    prof = get_profile(profile)
+    full = PROFILES.get(prof.name)
+    if full is None or len(prof.seeds) == len(full.seeds):
+        return prof.name
+    return f"{prof.name} ({len(prof.seeds)} of {len(full.seeds)} seeds)"
+
+
 def default_models(profile: str) -> list[str]:
     """The classifiers notebooks 03 and 04 train under ``profile``: the profile's ``models`` (every
     classifier for ``full``; ``quick`` leaves out the three most expensive; two for ``smoke``)."""
@@ -194,7 +232,7 @@ def default_models(profile: str) -> list[str]:
     return [m for m in classifiers() if chosen is None or m in chosen]
 
 
-def run_grid(corpus: str, models: Sequence[str], protocols: Sequence[str], profile: str, *,
+def run_grid(corpus: str, models: Sequence[str], protocols: Sequence[str], profile, *,
              seeds: Sequence[int] | None = None, results_root: str | os.PathLike | None = None,
              name: str | None = None, variant: str | None = None, corpus_root=None, df=None, seed: int = 0,
              **study_kw):
@@ -206,7 +244,8 @@ def run_grid(corpus: str, models: Sequence[str], protocols: Sequence[str], profi
     Parameters
     ----------
     models, protocols : sequence of str
-    profile : str
+    profile : str or Profile
+        A profile name, or a :class:`~sercore.profiles.Profile` (e.g. from :func:`notebook_profile`).
     seeds : sequence of int, optional
         Model seeds (default: the profile's for each protocol, :meth:`sercore.profiles.Profile.seeds_for`,
         offset by ``seed``).

@@ -171,3 +171,40 @@ def test_listener_correlation_is_per_model_never_pooled():
     assert list(t.index) == ["a", "b"] and (t["utterances"] == 60).all()    # one value per utterance and model
     assert t.loc["a", "spearman rho"] > 0.3 and t.loc["b", "spearman rho"] < -0.3
     assert t["recognition min (%)"].min() >= 80
+
+
+def test_notebook_profile_keeps_the_first_seeds_and_rejects_bad_counts():
+    from sercore.errors import ConfigError
+
+    one = analysis.notebook_profile("standard", 1)
+    assert one.seeds == (0,) and one.seeds_for("random") == (0,) and one.side == (0,)
+    assert one.name == "standard" and one.train == analysis.notebook_profile("standard").train
+    assert analysis.notebook_profile("standard", 2).seeds == (0, 1)
+    assert analysis.notebook_profile("standard").seeds == (0, 1, 2)
+    assert analysis.profile_label(one) == "standard (1 of 3 seeds)"
+    assert analysis.profile_label("standard") == "standard"
+    for bad in (0, 4, 1.5, "1", True):
+        with pytest.raises(ConfigError, match="n_seeds"):
+            analysis.notebook_profile("standard", bad)
+
+
+def test_run_grid_with_fewer_seeds_trains_the_same_runs_a_full_grid_starts_with(tmp_path, data_dir, wav_writer,
+                                                                                monkeypatch):
+    """A notebook's n_seeds=1 trains seed 0 only, under the profile's own study name, so a later call with
+    all the seeds reuses it (same run id) and trains only the others."""
+    import sys
+
+    from sercore.profiles import get_profile
+    from test_study import tiny_registry, write_toy_corpus
+
+    monkeypatch.setitem(sys.modules, "sercore.models", tiny_registry())
+    monkeypatch.setenv("SERCORE_QUIET", "1")
+    df = write_toy_corpus(tmp_path / "wav", wav_writer)
+    two = get_profile("smoke", seeds=(0, 1), folds=1, train={"epochs": 1, "patience": 0})
+    kw = dict(results_root=tmp_path / "res", df=df, k=3)
+    r1, _ = analysis.run_grid("toy", ["tiny"], ["speaker_kfold"], analysis.notebook_profile(two, 1), **kw)
+    assert r1["seed"].tolist() == [0] and r1["study_dir"].str.endswith("smoke").all()
+    r2, _ = analysis.run_grid("toy", ["tiny"], ["speaker_kfold"], two, **kw)
+    assert r2["seed"].tolist() == [0, 1]
+    assert r2.loc[r2["seed"] == 0, "run_id"].item() == r1["run_id"].item()
+    assert r2.loc[r2["seed"] == 0, "finished_at"].item() == r1["finished_at"].item()   # reused, not retrained
