@@ -293,6 +293,95 @@ def bench_devices(name: str = "zhao2d", *, batch_size: int = TRAIN_BATCH, steps:
     return out
 
 
+def _timed_grid(spec: dict) -> dict:
+    """One study grid (``spec``: corpus, models, protocols, profile, root, executor, address), timed from
+    inside the process that runs it; its runs' test UARs. :func:`bench_executors` runs it in a fresh
+    interpreter each time, so that no pass reuses another's in-memory compiled programs."""
+    from . import analysis
+    from .executors import RayExecutor
+
+    t0 = time.perf_counter()
+    analysis.enable_compilation_cache()
+    executor = RayExecutor(address=spec.get("address")) if spec["executor"] == "ray" else None
+    start_s = 0.0
+    if executor is not None:
+        executor.connect()
+        start_s = time.perf_counter() - t0
+    res, _ = analysis.run_grid(spec["corpus"], spec["models"], spec["protocols"], spec["profile"],
+                               results_root=spec["root"], executor=executor)
+    out = {"seconds": time.perf_counter() - t0, "start_s": start_s,
+           "runs": res[["model", "protocol", "fold", "seed", "uar"]].to_dict("records")}
+    if executor is not None:
+        import ray
+
+        out["workers"] = int(ray.cluster_resources().get("CPU", 0))
+        ray.shutdown()
+    return out
+
+
+def bench_executors(corpus: str = "synthetic-small", *, models: Sequence[str] | None = None,
+                    protocols: Sequence[str] = ("speaker_kfold", "random"), profile: str = "smoke",
+                    workdir: str | os.PathLike | None = None, address: str | None = None,
+                    echo: Callable[[str], None] | None = print) -> dict:
+    """Wall time of one study grid run serially and as Ray tasks (the engine's overhead), same seeds.
+
+    The grid is ``models`` (default: the profile's) x ``protocols`` x the profile's folds and seeds,
+    run by :func:`sercore.analysis.run_grid` three times, each in a fresh interpreter and into a fresh
+    results folder under ``workdir`` (default: a temporary folder): once untimed, so that the feature
+    cache and JAX's persistent compilation cache are warm for both, then serially (XLA on every core),
+    then on Ray (``address``, default a local Ray with one single-threaded worker per core). Each time
+    includes the interpreter's imports; Ray's includes its start-up, also reported apart. The runs'
+    test UARs are compared: both executors train the same runs with the same seeds.
+
+    Returns
+    -------
+    dict
+        ``runs``, ``serial_s``, ``ray_s``, ``ray_start_s``, ``ratio`` (ray_s / serial_s),
+        ``max_abs_uar_diff``, ``workers``.
+    """
+    import tempfile
+
+    import pandas as pd
+
+    from . import analysis
+
+    say = echo or (lambda s: None)
+    models = list(models or analysis.default_models(profile))
+    tmp = tempfile.TemporaryDirectory(prefix="sercore-bench-executors-") if workdir is None else None
+    root = Path(workdir or tmp.name)
+
+    def grid(where: str, executor: str) -> tuple[dict, float]:
+        spec = {"corpus": corpus, "models": models, "protocols": list(protocols), "profile": profile,
+                "root": str(root / where), "executor": executor, "address": address}
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "sercore.bench", "--timed-grid", json.dumps(spec)],
+                              capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise ConfigError(f"the {executor} grid failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1]), wall
+
+    try:
+        grid("warm-up", "serial")
+        serial, serial_s = grid("serial", "serial")
+        say(f"serial: {len(serial['runs'])} runs in {serial_s:.1f} s (fresh interpreter, imports included)")
+        remote, remote_s = grid("ray", "ray")
+        say(f"ray: {len(remote['runs'])} runs in {remote_s:.1f} s (of which {remote['start_s']:.1f} s starting "
+            f"Ray; {remote.get('workers')} CPU(s))")
+        key = ["model", "protocol", "fold", "seed"]
+        both = pd.DataFrame(serial["runs"]).merge(pd.DataFrame(remote["runs"]), on=key, suffixes=("_serial", "_ray"))
+        diff = float((both["uar_serial"] - both["uar_ray"]).abs().max()) if len(both) else float("nan")
+        out = {"corpus": corpus, "profile": profile, "models": models, "protocols": list(protocols),
+               "runs": len(serial["runs"]), "serial_s": round(serial_s, 1), "ray_s": round(remote_s, 1),
+               "ray_start_s": round(remote["start_s"], 1), "ratio": round(remote_s / serial_s, 2),
+               "max_abs_uar_diff": diff, "workers": remote.get("workers")}
+        say(f"ray / serial = {out['ratio']:.2f} (max |UAR difference| over {len(both)} runs: {diff:.4f})")
+        return out
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
 def bench_features(*, n_clips: int = 16, repeats: int = 3, seed: int = 0) -> dict:
     """Clips/s of log-mel extraction: librosa, sercore's NumPy path and the jitted JAX log-mel.
 
@@ -499,3 +588,10 @@ def run_bench(models: Sequence[str] = DEFAULT_MODELS, *, steps: int = 5, repeats
         _write_json(Path(out), result)
         say(f"wrote {out}")
     return result
+
+
+if __name__ == "__main__":   # the subprocess of bench_executors: python -m sercore.bench --timed-grid SPEC
+    if len(sys.argv) == 3 and sys.argv[1] == "--timed-grid":
+        print(json.dumps(_timed_grid(json.loads(sys.argv[2]))))
+    else:
+        sys.exit("usage: python -m sercore.bench --timed-grid SPEC (internal; use `sercore bench`)")

@@ -173,6 +173,9 @@ def _run_one(kwargs: dict, shared: dict, setup, data: str) -> float:
 
     t0 = time.perf_counter()
     os.environ["SERCORE_DATA_DIR"] = data
+    from .analysis import enable_compilation_cache
+
+    enable_compilation_cache()   # <data>/cache/jax: a worker's first run of a model reuses compiled programs
     if setup is not None:
         setup()
     from .study import run_study

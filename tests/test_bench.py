@@ -52,4 +52,5 @@ def test_bench_rejects_unknown_model_and_autoencoders(tmp_path):
 def test_cli_bench_help(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--help"])
-    assert "--models" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--models" in out and "--devices" in out and "--executors" in out

@@ -34,11 +34,20 @@ def register(subparsers) -> None:
     p.add_argument("--devices", action="store_true",
                    help="only training samples/s per JAX device count (data-parallel fit over 1, 2, 4, ... of the "
                         "visible devices; on CPU force N with XLA_FLAGS=--xla_force_host_platform_device_count=N)")
+    p.add_argument("--executors", action="store_true",
+                   help="only the study engine's overhead: the smoke grid (synthetic-small) run serially and as "
+                        "Ray tasks into temporary folders, wall times and their ratio (needs the ray extra)")
+    p.add_argument("--address", default=None,
+                   help="with --executors: a running Ray cluster (default: a local Ray, one worker per core)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..bench import DEFAULT_MODELS, bench_devices, run_bench
+    from ..bench import DEFAULT_MODELS, bench_devices, bench_executors, run_bench
+
+    if args.executors:
+        bench_executors(address=args.address)
+        return 0
 
     if args.models:
         models = tuple(m.strip() for m in args.models.split(",") if m.strip())
