@@ -326,9 +326,10 @@ def bench_executors(corpus: str = "synthetic-small", *, models: Sequence[str] | 
     """Wall time of one study grid run serially and as Ray tasks (the engine's overhead), same seeds.
 
     The grid is ``models`` (default: the profile's) x ``protocols`` x the profile's folds and seeds,
-    run by :func:`sercore.analysis.run_grid` three times, each in a fresh interpreter and into a fresh
-    results folder under ``workdir`` (default: a temporary folder): once untimed, so that the feature
-    cache and JAX's persistent compilation cache are warm for both, then serially (XLA on every core),
+    run by :func:`sercore.analysis.run_grid` four times, each in a fresh interpreter and into a fresh
+    results folder under ``workdir`` (default: a temporary folder): twice untimed (serially and on Ray),
+    so that the feature cache and JAX's persistent compilation cache hold both executors' programs
+    (Ray's one-thread workers compile other programs than a serial run), then timed serially (XLA on every core),
     then on Ray (``address``, default a local Ray with one single-threaded worker per core). Each time
     includes the interpreter's imports; Ray's includes its start-up, also reported apart. The runs'
     test UARs are compared: both executors train the same runs with the same seeds.
@@ -363,6 +364,7 @@ def bench_executors(corpus: str = "synthetic-small", *, models: Sequence[str] | 
 
     try:
         grid("warm-up", "serial")
+        grid("warm-up-ray", "ray")   # the workers' one-thread programs differ from the serial ones: cache both
         serial, serial_s = grid("serial", "serial")
         say(f"serial: {len(serial['runs'])} runs in {serial_s:.1f} s (fresh interpreter, imports included)")
         remote, remote_s = grid("ray", "ray")

@@ -78,8 +78,20 @@ dependent folds): zhao2d 53 / 78 s, zhao2d_dense 59 / 63 s, poolfix2d 47 / 75 s,
 52 / 81 s, attn_blstm 133 / 160 s, baseline_cnn 115 / 82 s, td_cnn_bilstm 170 / 227 s, td_cnn_lstm 179 /
 342 s (the last three measured on one core each, beside other jobs); median epochs 20-40, and 37 of
 160 network runs stopped at the 40-epoch cap. The time-distributed nets and attn_blstm are the cost:
-they are 3/8 of the classifiers and about 60 % of the time. RAVDESS (1,440 utterances of 3.7 s against
-EmoDB's 535 of 2.8 s) should cost about 2.7x EmoDB per run; not run yet.
+they are 3/8 of the classifiers and about 60 % of the time.
+
+``standard`` measured on RAVDESS on 2026-12-04 (1,440 utterances of 3.7 s against EmoDB's 535 of 2.8 s),
+with one seed (``n_seeds=1``) and the four networks of notebook 02 (zhao2d, zhao2d_dense, poolfix2d,
+poolfix2d_bilstm) x 2 protocols x 5 folds = 40 runs, trained by ``sercore train`` processes pinned to one
+core each, two to four of them beside a baseline and a cross-corpus process on the 2 cores: 1 h 38 min
+of wall time (01:02-02:42). Median training time per run (actor folds / speaker-dependent folds):
+zhao2d 152 / 240 s, zhao2d_dense 164 / 207 s, poolfix2d 222 / 420 s, poolfix2d_bilstm 304 / 453 s, about
+3x EmoDB's; on its one idle core zhao2d's first actor fold took 99 s. Most speaker-dependent runs (14 of
+20; 19 of all 40) ran to the 40-epoch cap, though none with its validation UAR still rising at the end
+(their best epochs have a median of 30).
+ComParE + linear SVM costs 2-18 min per fold here (liblinear at the large C values of the grid), eGeMAPS
+and ComParE extraction 4.5 and 5.5 min for the 1,440 files in one process. attn_blstm (343 s a run,
+2 of 3 at the cap) and the time-distributed nets were left out of the RAVDESS study for time.
 
 Several seeds at once (:func:`sercore.training.train_many`, ``jax.vmap`` over stacked states) does
 *not* pay on CPU: 3 seeds of zhao2d at 40 x 63 trained at 0.32x the samples/s of three sequential
