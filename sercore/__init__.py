@@ -27,7 +27,9 @@ def __getattr__(name: str):
 
 
 def git_commit() -> str:
-    """The checkout's git commit (short hash, ``+dirty`` if modified), or ``"unknown"``."""
+    """The checkout's git commit (short hash, ``+dirty`` if a tracked file outside ``reports/`` is
+    modified), or ``"unknown"``. ``reports/`` holds only what ``sercore reports`` writes, so a second
+    render in the same checkout is not marked dirty by the first one's HTML."""
     import subprocess
 
     from .config import REPO_DIR
@@ -37,7 +39,8 @@ def git_commit() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=REPO_DIR,
                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_DIR,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)reports"], cwd=REPO_DIR,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

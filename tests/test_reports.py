@@ -222,3 +222,29 @@ def test_index_shows_each_corpus_headline_side_by_side(tmp_path):
     assert '<a href="a/03_train.html">61.0</a> [55.0, 68.0]' in index
     assert '<a href="b/03_train.html">71.0</a> [55.0, 68.0]' in index
     assert "(classical baseline)" in index and index.index("zhao2d") < index.index("egemaps_svm")
+
+
+def test_git_commit_ignores_rendered_reports_but_not_code(tmp_path, monkeypatch):
+    """A second `sercore reports` call in one checkout must not record the first one's HTML as a local
+    change; a modified source file must still show as +dirty."""
+    import subprocess
+
+    import sercore
+    from sercore import config
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "index.html").write_text("old")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(config, "REPO_DIR", tmp_path)
+    clean = sercore.git_commit()
+    assert clean != "unknown" and not clean.endswith("+dirty")
+    (tmp_path / "reports" / "index.html").write_text("new")
+    assert sercore.git_commit() == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert sercore.git_commit() == clean + "+dirty"
