@@ -294,24 +294,24 @@ def bench_devices(name: str = "zhao2d", *, batch_size: int = TRAIN_BATCH, steps:
 
 
 def _timed_grid(spec: dict) -> dict:
-    """One study grid (``spec``: corpus, models, protocols, profile, root, executor, address), timed from
-    inside the process that runs it; its runs' test UARs. :func:`bench_executors` runs it in a fresh
-    interpreter each time, so that no pass reuses another's in-memory compiled programs."""
+    """One study grid (``spec``: corpus, models, protocols, profile, root, executor, address): its runs'
+    test UARs and the seconds Ray took to start (0 for ``serial``). :func:`bench_executors` runs it in a
+    fresh interpreter each time, so that no pass reuses another's in-memory compiled programs, and
+    times the whole process itself."""
     from . import analysis
     from .executors import RayExecutor
 
     t0 = time.perf_counter()
     analysis.enable_compilation_cache()
-    executor = RayExecutor(address=spec.get("address")) if spec["executor"] == "ray" else None
-    start_s = 0.0
-    if executor is not None:
+    executor, start_s = "serial", 0.0   # named, so that $SERCORE_EXECUTOR cannot turn the serial pass into Ray
+    if spec["executor"] == "ray":
+        executor = RayExecutor(address=spec.get("address"))
         executor.connect()
         start_s = time.perf_counter() - t0
     res, _ = analysis.run_grid(spec["corpus"], spec["models"], spec["protocols"], spec["profile"],
                                results_root=spec["root"], executor=executor)
-    out = {"seconds": time.perf_counter() - t0, "start_s": start_s,
-           "runs": res[["model", "protocol", "fold", "seed", "uar"]].to_dict("records")}
-    if executor is not None:
+    out = {"start_s": start_s, "runs": res[["model", "protocol", "fold", "seed", "uar"]].to_dict("records")}
+    if spec["executor"] == "ray":
         import ray
 
         out["workers"] = int(ray.cluster_resources().get("CPU", 0))
