@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import config
+from . import executors as _executors
 from .reports import as_list  # noqa: F401  (notebooks parse their `models` parameter with it)
 
 # ------------------------------------------------------------------------------------ notebook set-up
@@ -276,11 +277,24 @@ def run_grid(corpus: str, models: Sequence[str], protocols: Sequence[str], profi
         df = load_corpus(corpus, corpus_root)
     res, pred = [], []
     prof = get_profile(profile)
+
+    def study(model, protocol):
+        use = list(seeds) if seeds is not None else [seed + s for s in prof.seeds_for(protocol)]
+        return use, run_study(corpus, model, protocol, profile, name=name, seeds=use, df=df,
+                              results_root=results_root, **study_kw)
+
+    remote = _executors.resolve(study_kw.get("executor"))
+    if remote is not None and hasattr(remote, "batch"):
+        # Ray: every (model, protocol)'s unfinished runs go to the cluster at once; the loop below
+        # then only collects them (a failed run raises RunError here, after all the others finished)
+        study_kw["executor"] = remote
+        with remote.batch():
+            for model in models:
+                for protocol in protocols:
+                    study(model, protocol)
     for model in models:
         for protocol in protocols:
-            use = list(seeds) if seeds is not None else [seed + s for s in prof.seeds_for(protocol)]
-            st = run_study(corpus, model, protocol, profile, name=name, seeds=use, df=df,
-                           results_root=results_root, **study_kw)
+            use, st = study(model, protocol)
             run_protocol = protocol + (LEAKY_SUFFIX if study_kw.get("augment_before_split") else "")
             r, p = study_runs(st, model, run_protocol, seeds=use, folds=study_kw.get("folds"),
                               variant=variant or model)

@@ -308,8 +308,9 @@ def _timed_grid(spec: dict) -> dict:
         executor = RayExecutor(address=spec.get("address"))
         executor.connect()
         start_s = time.perf_counter() - t0
+    folds = {"folds": list(range(spec["folds"]))} if spec.get("folds") else {}
     res, _ = analysis.run_grid(spec["corpus"], spec["models"], spec["protocols"], spec["profile"],
-                               results_root=spec["root"], executor=executor)
+                               results_root=spec["root"], executor=executor, **folds)
     out = {"start_s": start_s, "runs": res[["model", "protocol", "fold", "seed", "uar"]].to_dict("records")}
     if spec["executor"] == "ray":
         import ray
@@ -322,10 +323,11 @@ def _timed_grid(spec: dict) -> dict:
 def bench_executors(corpus: str = "synthetic-small", *, models: Sequence[str] | None = None,
                     protocols: Sequence[str] = ("speaker_kfold", "random"), profile: str = "smoke",
                     workdir: str | os.PathLike | None = None, address: str | None = None,
-                    echo: Callable[[str], None] | None = print) -> dict:
+                    folds: int | None = None, echo: Callable[[str], None] | None = print) -> dict:
     """Wall time of one study grid run serially and as Ray tasks (the engine's overhead), same seeds.
 
-    The grid is ``models`` (default: the profile's) x ``protocols`` x the profile's folds and seeds,
+    The grid is ``models`` (default: the profile's) x ``protocols`` x the profile's folds (or the
+    first ``folds`` of its k) and seeds,
     run by :func:`sercore.analysis.run_grid` four times, each in a fresh interpreter and into a fresh
     results folder under ``workdir`` (default: a temporary folder): twice untimed (serially and on Ray),
     so that the feature cache and JAX's persistent compilation cache hold both executors' programs
@@ -353,7 +355,7 @@ def bench_executors(corpus: str = "synthetic-small", *, models: Sequence[str] | 
 
     def grid(where: str, executor: str) -> tuple[dict, float]:
         spec = {"corpus": corpus, "models": models, "protocols": list(protocols), "profile": profile,
-                "root": str(root / where), "executor": executor, "address": address}
+                "root": str(root / where), "executor": executor, "address": address, "folds": folds}
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "sercore.bench", "--timed-grid", json.dumps(spec)],
                               capture_output=True, text=True)
@@ -465,29 +467,30 @@ def format_table(result: dict) -> str:
     if result["machine"].get("memory"):
         lines.append(result["machine"]["memory"] + " (the references run with the same environment)")
     lines.append("")
-    header = (f"{'model':<14}{'params':>10}{'GFLOP':>10}{'train samples/s':>24}{'%peak':>7}"
-              f"{'infer samples/s':>24}{'%peak':>7}{'compile s':>11}")
+    # wide enough for a GPU's five-digit samples/s and the longest model name (dcnn_blstm_attn)
+    header = (f"{'model':<17}{'params':>10}{'GFLOP':>10}{'train samples/s':>31}{'%peak':>7}"
+              f"{'infer samples/s':>31}{'%peak':>7}{'compile s':>11}")
     lines += [header, "-" * len(header)]
     for name, r in result["models"].items():
         if "error" in r:
-            lines.append(f"{name:<14} error: {r['error']}")
+            lines.append(f"{name:<17} error: {r['error']}")
             continue
         tr, inf = r["train_samples_per_s"], r["infer_samples_per_s"]
         g = r["gflop_per_sample"]["infer"]
         train_txt = f"{tr['median']:.2f} [{tr['min']:.2f}-{tr['max']:.2f}]"
         infer_txt = f"{inf['median']:.1f} [{inf['min']:.1f}-{inf['max']:.1f}]"
-        lines.append(f"{name:<14}{r['params']:>10,}{'-' if g is None else f'{g:.3f}':>10}{train_txt:>24}"
-                     f"{'-' if r['train_pct_peak'] is None else r['train_pct_peak']:>7}{infer_txt:>24}"
+        lines.append(f"{name:<17}{r['params']:>10,}{'-' if g is None else f'{g:.3f}':>10}{train_txt:>31}"
+                     f"{'-' if r['train_pct_peak'] is None else r['train_pct_peak']:>7}{infer_txt:>31}"
                      f"{'-' if r['infer_pct_peak'] is None else r['infer_pct_peak']:>7}{r['compile_s']:>11.1f}")
     for fw, ref in result.get("references", {}).items():
         if "error" in ref:
-            lines.append(f"{fw:<14} error: {ref['error']}")
+            lines.append(f"{fw:<17} error: {ref['error']}")
             continue
         tr, inf = ref["train"], ref["infer"]
         train_txt = f"{tr['samples_per_s_median']:.2f} [min {tr['samples_per_s_min']:.2f}]"
         infer_txt = f"{inf['samples_per_s_median']:.1f} [min {inf['samples_per_s_min']:.1f}]"
-        lines.append(f"{'zhao2d ' + fw:<14}{ref.get('params', 0):>10,}{'':>10}{train_txt:>24}{'':>7}"
-                     f"{infer_txt:>24}{'':>7}{ref.get('first_train_step_s', float('nan')):>11.1f}")
+        lines.append(f"{'zhao2d ' + fw:<17}{ref.get('params', 0):>10,}{'':>10}{train_txt:>31}{'':>7}"
+                     f"{infer_txt:>31}{'':>7}{ref.get('first_train_step_s', float('nan')):>11.1f}")
     for fw, ratio in result.get("speedup_vs", {}).items():
         lines.append(f"zhao2d speed-up vs {fw}: train x{ratio['train']}, inference x{ratio['infer']}")
     feats = result.get("features")

@@ -29,6 +29,7 @@ one-thread runs side by side train about 1.36x faster than one run on both threa
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -78,6 +79,31 @@ class RayExecutor:
     env: Mapping[str, str] = field(default_factory=dict)
     setup: Callable[[], Any] | None = None
     name: str = "ray"
+    _batch: list | None = field(default=None, init=False, repr=False, compare=False)
+
+    @contextlib.contextmanager
+    def batch(self):
+        """Submit the runs of every study started inside the block to Ray together, when it ends.
+
+        Inside the block :func:`run_remote` only collects each ``run_study`` call's unfinished runs;
+        at its end all of them go to Ray at once, so the workers stay busy across models and protocols
+        instead of waiting for each study's last run (:func:`sercore.analysis.run_grid` uses it). A
+        RunError names the failed runs of every study once the others have finished. Nested blocks
+        join the outermost one.
+        """
+        if self._batch is not None:
+            yield self
+            return
+        self._batch = []
+        try:
+            yield self
+            entries = self._batch
+        finally:
+            self._batch = None
+        failed = self.run([(rid, kw) for rid, kw, _ in entries]) if entries else {}
+        if failed:
+            dirs = sorted({str(sdir) for rid, _, sdir in entries if rid in failed})
+            _raise_failures(self, failed, len(entries), dirs)
 
     def connect(self):
         """``ray``, initialised (locally or at :attr:`address`)."""
@@ -128,12 +154,11 @@ class RayExecutor:
         task = ray.remote(_run_one).options(
             num_cpus=self.cpus_per_run, num_gpus=gpus, max_retries=self.retries, retry_exceptions=True,
             runtime_env={"env_vars": self.worker_env(gpus)})
-        shared: dict[str, Any] = {}
-        for key in ("df", "cross_df"):   # one copy in the object store, not one per task
-            if jobs and jobs[0][1].get(key) is not None:
-                shared[key] = ray.put(jobs[0][1][key])
+        refs: dict[int, Any] = {}   # each corpus table once in the object store, not once per task
         pending = {}
         for run_id, kw in jobs:
+            shared = {key: refs.setdefault(id(kw[key]), ray.put(kw[key]))
+                      for key in ("df", "cross_df") if kw.get(key) is not None}
             kw = {k: v for k, v in kw.items() if k not in shared}
             pending[task.remote(kw, shared, self.setup, str(data_dir()))] = run_id
         total, done, failed = len(pending), 0, {}
@@ -204,13 +229,22 @@ def resolve(executor: str | RayExecutor | None = None, address: str | None = Non
 
 def run_remote(executor, jobs: Sequence[tuple[str, dict]], sdir) -> None:
     """Run ``jobs`` on ``executor``; a RunError naming the failed runs if any failed (the study's
-    tables are collected first, so finished runs are in them)."""
+    tables are collected first, so finished runs are in them). Inside ``executor.batch()`` the jobs
+    are only collected, to be submitted with the others when the block ends."""
+    if getattr(executor, "_batch", None) is not None:
+        executor._batch.extend((rid, kw, sdir) for rid, kw in jobs)
+        return
     failed = executor.run(jobs) if jobs else {}
     if failed:
-        from .study import collect
+        _raise_failures(executor, failed, len(jobs), [str(sdir)])
 
-        study = collect(sdir)
-        lines = "\n".join(f"  {rid}: {err}" for rid, err in sorted(failed.items()))
-        raise RunError(f"{len(failed)} of {len(jobs)} run(s) failed under the {executor.name} executor "
-                       f"(the other runs finished and are in {sdir}); re-run the same command to retry only "
-                       f"these:\n{lines}", failures=failed, study=study)
+
+def _raise_failures(executor, failed: Mapping[str, str], total: int, dirs: Sequence[str]):
+    """The RunError of ``failed`` runs out of ``total`` (with the study's tables when one study failed)."""
+    from .study import collect
+
+    study = collect(dirs[0]) if len(dirs) == 1 else None
+    lines = "\n".join(f"  {rid}: {err}" for rid, err in sorted(failed.items()))
+    raise RunError(f"{len(failed)} of {total} run(s) failed under the {executor.name} executor "
+                   f"(the other runs finished and are in {', '.join(dirs)}); re-run the same command to retry "
+                   f"only these:\n{lines}", failures=dict(failed), study=study)

@@ -19,9 +19,17 @@
     without dropout (:data:`QUICK_NO_DROPOUT`). Almost every run uses all 8 epochs: the models are
     still improving, so quick's numbers understate what ``full`` reaches.
 ``full``
-    The real study: the paper's 128 mels x 251 frames (4 s at hop 256), every classifier, all folds, up
-    to 60 epochs with patience 10, three seeds, Adam 1e-3 (override for SGD). Meant for a GPU or a long
-    CPU run.
+    The real study, for a GPU: ``standard``'s recipe (BatchNorm momentum 0.9, warm-up + cosine, class
+    weights, SpecAugment, mixup, crops scored over whole utterances) at the paper's 128 mels x 251
+    frames (random 4 s crops at hop 256, scored every 2 s), every classifier, all folds, up to 60
+    epochs with patience 10, three seeds, Adam 1e-3. Until 2026-12-04 ``full`` was the paper's bare
+    settings (fixed 4 s inputs, constant learning rate, Keras' BatchNorm momentum 0.99), and it did not
+    learn: on the synthetic corpus (fold 0, zhao2d, seed 0) training accuracy rose to 0.86 in 15 epochs
+    while the validation UAR sat at chance (0.143) from epoch 3 on, because with 14 steps an epoch
+    momentum 0.99 leaves the evaluation statistics stale; early stopping then kept epoch 2 (test UAR
+    0.17 on this CPU, 0.22 on a GPU). The same run with this recipe, also capped at 15 epochs (``--epochs
+    15``; one core of this CPU, 257 s): validation UAR 0.46 by epoch 6 and 0.53 at epoch 11, test UAR 0.44
+    (a single run: evidence that it learns, not a figure of the study).
 
 Measured at ``quick`` on this project's 2-core CPU machine (AMD EPYC Zen 3), EmoDB, seconds per epoch
 (median over 10 runs of 309 training + ~110 validation clips) and per run (up to 8 epochs, first-epoch
@@ -61,7 +69,11 @@ JAX's compilation cache (``<data>/cache/jax``) is shared by the notebooks.
 
 ``full`` costs about 15x ``quick`` per epoch on this CPU (zhao2d at 128 x 251 trained at ~7.9 samples/s
 when this was measured, ~40 s an EmoDB epoch; ``sercore bench`` now gives ~62, so about 5 s), with
-up to 7x the epochs, 3 seeds and the three costly models: days of CPU, hours on a GPU.
+up to 7x the epochs, 3 seeds and the three costly models: days of CPU. On one NVIDIA H200
+(2026-12-04, README "Scaling"): an epoch of 420 rows at 128 x 251 took 0.04-0.06 s for the 2-D nets,
+0.15 s for dcnn_blstm_attn and 0.19 s for zhao1d, a process's first run 7-16 s of compilation; at
+``standard``, zhao2d's 15 speaker-fold runs took 74 s in one process. A ``full`` EmoDB study (330 runs)
+should train in well under an hour there: an estimate from those figures, not a measured run.
 
 ``standard`` measured on EmoDB on 2026-12-03 (this 2-core machine, always shared with other work):
 the whole committed EmoDB study, 02 to 05, was trained in three passes. zhao2d's 15 speaker-fold runs
@@ -226,6 +238,10 @@ QUICK_NO_DROPOUT = {m: {"block_dropouts": (0.0, 0.0, 0.0, 0.0), "dropout": 0.0}
 #: for 1 s crops (scored every 0.5 s): single runs, so a hint rather than a measurement.
 STANDARD_SEGMENTS = {"crop_s": 2.0, "step_s": 1.0, "max_s": 10.0}
 
+#: ``full``'s segments: the paper's 4 s inputs (251 frames at hop 256) as random crops, scored every 2 s
+#: over the whole utterance, utterances stored up to 10 s.
+FULL_SEGMENTS = {"crop_s": 4.0, "step_s": 2.0, "max_s": 10.0}
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -263,10 +279,16 @@ PROFILES: dict[str, Profile] = {
     ),
     "full": Profile(
         name="full",
-        features={"n_mels": 128, "duration": 4.0, "hop_length": 256, "n_fft": 1024},
-        train={"epochs": 60, "batch_size": 32, "patience": 10, "min_epochs": 15, "learning_rate": 1e-3},
+        features={"n_mels": 128, "hop_length": 256, "n_fft": 1024},
+        segments=FULL_SEGMENTS,
+        train={"epochs": 60, "batch_size": 32, "patience": 10, "min_epochs": 15, "learning_rate": 1e-3,
+               "lr_schedule": "cosine", "warmup_epochs": 2, "bn_momentum": 0.9, "class_weighting": True,
+               "freq_masks": 2, "freq_mask_width": 16, "time_masks": 2, "time_mask_width": 32,
+               "mixup_alpha": 0.2},
         k=5, folds=None, seeds=(0, 1, 2), converged=True,
-        description="the real study: paper's 128x251 inputs, all folds, <= 60 epochs, 3 seeds (GPU)",
+        description="the real study (GPU): standard's recipe at the paper's 128 x 251 inputs (random 4 s crops "
+                    "at hop 256, scored every 2 s over whole utterances), every classifier, all folds, <= 60 "
+                    "epochs (patience 10), 3 seeds",
     ),
 }
 

@@ -145,3 +145,28 @@ def test_ray_failing_run_is_retried_reported_and_others_kept(ray_local, toy, tmp
     # fixed, the same call redoes only the failed run
     st = run(toy, tmp_path / "res", folds=[0], seeds=[0, 1], executor=ray_executor(setup=tiny_models))
     assert st.results["seed"].tolist() == [0, 1]
+
+
+class CountingRay(executors.RayExecutor):
+    """A Ray executor that records the number of runs of each submission."""
+
+    def run(self, jobs):
+        self.submissions = [*getattr(self, "submissions", []), len(jobs)]
+        return super().run(jobs)
+
+
+def test_ray_grid_is_submitted_at_once_and_equals_serial(ray_local, toy, tmp_path):
+    from sercore import analysis
+
+    grid = dict(corpus="toy", models=["tiny", "tiny_b"], protocols=["speaker_kfold", "random"], profile="smoke",
+                df=toy, k=3, train={"epochs": 2, "learning_rate": 3e-2, "patience": 0}, folds=[0], seeds=[0])
+    ref, _ = analysis.run_grid(**grid, results_root=tmp_path / "serial", executor="serial")
+    path = os.pathsep.join([TESTS, *filter(None, [os.environ.get("PYTHONPATH")])])
+    ex = CountingRay(env={"PYTHONPATH": path}, setup=tiny_models)
+    got, _ = analysis.run_grid(**grid, results_root=tmp_path / "ray", executor=ex)
+    assert ex.submissions == [4]                    # 2 models x 2 protocols x 1 fold x 1 seed, in one submission
+    cols = ["model", "protocol", "fold", "seed", "run_id", "epochs", "n_train", "n_test"]
+    assert got[cols].to_dict("records") == ref[cols].to_dict("records")
+    np.testing.assert_allclose(got["uar"], ref["uar"], atol=1e-6)
+    again, _ = analysis.run_grid(**grid, results_root=tmp_path / "ray", executor=ex)
+    assert ex.submissions == [4] and again["run_id"].tolist() == got["run_id"].tolist()   # all finished: none resubmitted

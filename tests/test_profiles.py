@@ -44,3 +44,21 @@ def test_unknown_profile_is_a_clear_error():
 
     with pytest.raises(ConfigError, match="smoke"):
         get_profile("fast")
+
+
+def test_converged_profiles_share_the_recipe_that_learns():
+    # `full` once kept Keras' BatchNorm momentum 0.99 and a constant learning rate: with ~14 steps an
+    # epoch its evaluation statistics stayed stale and the validation UAR sat at chance while training
+    # accuracy rose. Every converged profile trains with standard's recipe, at its own input size.
+    from sercore.profiles import PROFILES
+
+    standard = PROFILES["standard"]
+    recipe = ("bn_momentum", "lr_schedule", "warmup_epochs", "class_weighting", "mixup_alpha", "freq_masks",
+              "time_masks")
+    for prof in PROFILES.values():
+        if not prof.converged:
+            continue
+        assert {k: prof.train.get(k) for k in recipe} == {k: standard.train[k] for k in recipe}, prof.name
+        assert prof.segments and prof.segments["crop_s"] > prof.segments["step_s"] > 0, prof.name
+    full = PROFILES["full"]
+    assert full.features["n_mels"] == 128 and full.features["hop_length"] == 256 and full.segments["crop_s"] == 4.0

@@ -37,6 +37,14 @@ def register(subparsers) -> None:
     p.add_argument("--executors", action="store_true",
                    help="only the study engine's overhead: the smoke grid (synthetic-small) run serially and as "
                         "Ray tasks into temporary folders, wall times and their ratio (needs the ray extra)")
+    p.add_argument("--vmap-seeds", type=int_range(2), default=None, metavar="N",
+                   help="only N seeds of each model trained at once (jax.vmap, sercore.training.train_many) against "
+                        "N sequential fits, samples/s of both, at the model's default input (pays on GPUs, not on CPU)")
+    p.add_argument("--grid-folds", type=int_range(1), default=None, metavar="N",
+                   help="with --executors: the first N folds of each protocol (synthetic-small has 4 speaker folds) instead of the smoke profile's 2")
+    p.add_argument("--grid-corpus", default="synthetic-small", metavar="CORPUS",
+                   help="with --executors: the corpus of the grid (default synthetic-small, 140 utterances; "
+                        "synthetic has 700 and 5 speaker folds, so longer runs)")
     p.add_argument("--address", default=None,
                    help="with --executors: a running Ray cluster (default: a local Ray, one worker per core)")
     p.set_defaults(func=_run)
@@ -46,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..bench import DEFAULT_MODELS, bench_devices, bench_executors, run_bench
 
     if args.executors:
-        bench_executors(address=args.address)
+        bench_executors(args.grid_corpus, address=args.address, folds=args.grid_folds)
         return 0
 
     if args.models:
@@ -55,6 +63,14 @@ def _run(args: argparse.Namespace) -> int:
         models = ("zhao2d",) if args.quick else DEFAULT_MODELS
     steps = args.steps if args.steps is not None else (2 if args.quick else 5)
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    if args.vmap_seeds:
+        from .. import models as model_zoo
+        from ..training import measure_vmap_speedup
+
+        for name in models:
+            measure_vmap_speedup(name, input_shape=tuple(model_zoo.default_input_shape(name)),
+                                 n_seeds=args.vmap_seeds, n_train=32 * steps, epochs=1 + max(repeats, 2))
+        return 0
     if args.devices:
         for name in models:
             bench_devices(name, steps=steps, repeats=max(repeats, 2))
