@@ -17,6 +17,15 @@ are :func:`sercore.ops.conv1d`, 64-128 channels, about 22 GFLOP a batch forward)
 250 steps 1.4 s: the CNN is about 80 % of the step, so a faster recurrence alone cannot give more
 than about 1.3x. Taking the input projection out of the scan and writing the LSTM's backward by
 hand gave no reliable gain there (branch ``h-speed-lstm``).
+
+Measured again on 2026-12-04 on one idle core of the same machine (``taskset -c 1``, XLA on one
+thread, ``sercore bench --models zhao1d,dcnn_blstm_attn --steps 2 --repeats 2``): zhao1d trains 14.5
+samples/s, 2.24 GFLOP a sample, 39 % of that core's FP32 peak (83 GFLOP/s at 2.6 GHz); dcnn_blstm_attn
+5.2 samples/s (3.2 GFLOP a sample executed, 20 % of peak; 44 % counted as direct convolutions). Block
+2's convolution alone (32 x 16000 x 64 -> 64, kernel 3) runs forward at 73 GFLOP/s, 87 % of the peak,
+and forward + both gradients at 64 %; as an im2col product, or as three shifted products, it is
+1.3-2.4x slower. So the 1-D convolutions have little left to give: what remains is the first block
+(a 64 x 64000 map per example: memory-bound) and the LSTM's 250 sequential steps.
 """
 from __future__ import annotations
 
