@@ -556,6 +556,17 @@ def headline_html(metas: Iterable[Mapping[str, Any]]) -> str:
             f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
+def report_sets(root: str | os.PathLike) -> list[tuple[str, str]]:
+    """Sub-folders of ``root`` that are report roots of their own (``sercore reports --reports-dir
+    reports/NAME``): ``(name, first line of its ABOUT.md, or "")``, sorted."""
+    out = []
+    for index in sorted(Path(root).glob(f"*/{INDEX_NAME}")):
+        about = index.parent / "ABOUT.md"
+        text = about.read_text().strip().splitlines()[0].lstrip("# ").strip() if about.is_file() else ""
+        out.append((index.parent.name, text))
+    return out
+
+
 def write_index(reports_dir: str | os.PathLike | None = None) -> Path:
     """Write ``reports/index.html``: the headline results of every corpus side by side, then one table
     per corpus, a row per report with its provenance."""
@@ -576,6 +587,12 @@ def write_index(reports_dir: str | os.PathLike | None = None) -> Path:
                         f"</thead><tbody>{rows}</tbody></table>")
     if not by_corpus:
         sections.append("<p>No reports yet: run <code>make reports</code>.</p>")
+    others = report_sets(root)
+    if others:
+        items = "".join(f'<li><a href="{esc(name)}/{INDEX_NAME}">{esc(name)}/</a>: {esc(about)}</li>'
+                        for name, about in others)
+        sections.append(f"<h2>Other report sets</h2><p>Rendered with other notebook parameters than the "
+                        f"study above (each set has its own index and README):</p><ul>{items}</ul>")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>sercore reports</title>
 <style>
@@ -645,6 +662,12 @@ def write_readme(reports_dir: str | os.PathLike | None = None) -> Path:
         lines += [f"| [{m.get('title', m['name'])}]({m['html']}) | {m.get('profile', '?')} | "
                   f"`{m.get('commit', '?')}` | {m.get('date', '?')} | {_fmt_seconds(m.get('runtime_s', 0))} |"
                   for m in metas]
+        lines.append("")
+    others = report_sets(root)
+    if others:
+        lines += ["## Other report sets", "", "Rendered with other notebook parameters than the study above; each "
+                  "has its own `index.html`, `README.md` (provenance) and `ABOUT.md` (how it was made).", ""]
+        lines += [f"- [`{name}/`]({name}/{INDEX_NAME})" + (f": {about}" if about else "") for name, about in others]
         lines.append("")
     path = root / README_NAME
     _atomic_write_text(path, "\n".join(lines).rstrip() + "\n")

@@ -248,3 +248,16 @@ def test_git_commit_ignores_rendered_reports_but_not_code(tmp_path, monkeypatch)
     assert sercore.git_commit() == clean
     (tmp_path / "code.py").write_text("x = 2\n")
     assert sercore.git_commit() == clean + "+dirty"
+
+
+def test_index_and_readme_link_other_report_sets(tmp_path):
+    sub = tmp_path / "supplement"
+    reports.write_index(sub)                                   # a report set of its own (--reports-dir)
+    (sub / "ABOUT.md").write_text("# Notebook 03 for the costly networks, one seed\n\nmore text\n")
+    (tmp_path / "stray").mkdir()                               # a folder without an index is no report set
+    assert reports.report_sets(tmp_path) == [("supplement", "Notebook 03 for the costly networks, one seed")]
+    page = reports.write_index(tmp_path).read_text()
+    assert 'href="supplement/index.html"' in page and "costly networks" in page
+    readme = reports.write_readme(tmp_path).read_text()
+    assert "[`supplement/`](supplement/index.html): Notebook 03 for the costly networks" in readme
+    assert "Other report sets" not in reports.write_readme(sub).read_text()
