@@ -283,18 +283,21 @@ def run_grid(corpus: str, models: Sequence[str], protocols: Sequence[str], profi
         return use, run_study(corpus, model, protocol, profile, name=name, seeds=use, df=df,
                               results_root=results_root, **study_kw)
 
+    planned = None
     remote = _executors.resolve(study_kw.get("executor"))
     if remote is not None and hasattr(remote, "batch"):
-        # Ray: every (model, protocol)'s unfinished runs go to the cluster at once; the loop below
-        # then only collects them (a failed run raises RunError here, after all the others finished)
+        # Ray: every (model, protocol)'s unfinished runs go to the cluster at once (a failed run raises
+        # RunError here, after all the others finished); then each study folder is read once more
+        from .study import collect
+
         study_kw["executor"] = remote
         with remote.batch():
-            for model in models:
-                for protocol in protocols:
-                    study(model, protocol)
+            planned = {(m, p): study(m, p) for m in models for p in protocols}
+        done = {d: collect(d) for d in {st.dir for _, st in planned.values()}}
+        planned = {key: (use, done[st.dir]) for key, (use, st) in planned.items()}
     for model in models:
         for protocol in protocols:
-            use, st = study(model, protocol)
+            use, st = planned[model, protocol] if planned is not None else study(model, protocol)
             run_protocol = protocol + (LEAKY_SUFFIX if study_kw.get("augment_before_split") else "")
             r, p = study_runs(st, model, run_protocol, seeds=use, folds=study_kw.get("folds"),
                               variant=variant or model)

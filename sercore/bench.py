@@ -468,29 +468,30 @@ def format_table(result: dict) -> str:
         lines.append(result["machine"]["memory"] + " (the references run with the same environment)")
     lines.append("")
     # wide enough for a GPU's five-digit samples/s and the longest model name (dcnn_blstm_attn)
-    header = (f"{'model':<17}{'params':>10}{'GFLOP':>10}{'train samples/s':>31}{'%peak':>7}"
-              f"{'infer samples/s':>31}{'%peak':>7}{'compile s':>11}")
+    nw, rw = 17, 31
+    header = (f"{'model':<{nw}}{'params':>10}{'GFLOP':>10}{'train samples/s':>{rw}}{'%peak':>7}"
+              f"{'infer samples/s':>{rw}}{'%peak':>7}{'compile s':>11}")
     lines += [header, "-" * len(header)]
     for name, r in result["models"].items():
         if "error" in r:
-            lines.append(f"{name:<17} error: {r['error']}")
+            lines.append(f"{name:<{nw}} error: {r['error']}")
             continue
         tr, inf = r["train_samples_per_s"], r["infer_samples_per_s"]
         g = r["gflop_per_sample"]["infer"]
         train_txt = f"{tr['median']:.2f} [{tr['min']:.2f}-{tr['max']:.2f}]"
         infer_txt = f"{inf['median']:.1f} [{inf['min']:.1f}-{inf['max']:.1f}]"
-        lines.append(f"{name:<17}{r['params']:>10,}{'-' if g is None else f'{g:.3f}':>10}{train_txt:>31}"
-                     f"{'-' if r['train_pct_peak'] is None else r['train_pct_peak']:>7}{infer_txt:>31}"
+        lines.append(f"{name:<{nw}}{r['params']:>10,}{'-' if g is None else f'{g:.3f}':>10}{train_txt:>{rw}}"
+                     f"{'-' if r['train_pct_peak'] is None else r['train_pct_peak']:>7}{infer_txt:>{rw}}"
                      f"{'-' if r['infer_pct_peak'] is None else r['infer_pct_peak']:>7}{r['compile_s']:>11.1f}")
     for fw, ref in result.get("references", {}).items():
         if "error" in ref:
-            lines.append(f"{fw:<17} error: {ref['error']}")
+            lines.append(f"{fw:<{nw}} error: {ref['error']}")
             continue
         tr, inf = ref["train"], ref["infer"]
         train_txt = f"{tr['samples_per_s_median']:.2f} [min {tr['samples_per_s_min']:.2f}]"
         infer_txt = f"{inf['samples_per_s_median']:.1f} [min {inf['samples_per_s_min']:.1f}]"
-        lines.append(f"{'zhao2d ' + fw:<17}{ref.get('params', 0):>10,}{'':>10}{train_txt:>31}{'':>7}"
-                     f"{infer_txt:>31}{'':>7}{ref.get('first_train_step_s', float('nan')):>11.1f}")
+        lines.append(f"{'zhao2d ' + fw:<{nw}}{ref.get('params', 0):>10,}{'':>10}{train_txt:>{rw}}{'':>7}"
+                     f"{infer_txt:>{rw}}{'':>7}{ref.get('first_train_step_s', float('nan')):>11.1f}")
     for fw, ratio in result.get("speedup_vs", {}).items():
         lines.append(f"zhao2d speed-up vs {fw}: train x{ratio['train']}, inference x{ratio['infer']}")
     feats = result.get("features")
