@@ -515,22 +515,32 @@ def notebook_headline(nb) -> list[dict] | None:
 
 def headline_html(metas: Iterable[Mapping[str, Any]]) -> str:
     """The index's side-by-side table: per model, speaker-independent and speaker-dependent UAR with
-    95 % intervals on every corpus whose reports published a headline (a link to that report)."""
+    95 % intervals on every corpus whose reports published a headline (a link to that report).
+
+    A meta with a ``"set"`` key comes from another report set (:func:`report_sets`); its rows are added
+    to the same cells below the main study's, labelled with the set's name, unless they repeat a main
+    row exactly (the classical baselines, which are deterministic and shared)."""
     esc = _html.escape
-    cells: dict[tuple[str, str], dict[str, tuple]] = {}
+    cells: dict[tuple[str, str], dict[str, list[tuple]]] = {}
     corpora, kinds = [], {}
+    metas = sorted(metas, key=lambda m: (m.get("set") is not None, m.get("set") or ""))   # main study first
     for m in metas:
         for r in m.get("headline") or []:
             proto = r["protocol"]
             if proto not in ("speaker_kfold", "random"):
                 continue
+            hits = cells.setdefault((r["model"], proto), {}).setdefault(m["corpus"], [])
+            key = (round(r["uar"], 6), int(r["n_runs"]), r["profile"])
+            if m.get("set") is not None and any(key == (round(h["uar"], 6), int(h["n_runs"]), h["profile"])
+                                                for h, _ in hits):
+                continue
             if m["corpus"] not in corpora:
                 corpora.append(m["corpus"])
-            kinds[r["model"]] = r["kind"]
-            cells.setdefault((r["model"], proto), {})[m["corpus"]] = (r, m)
-    if not cells:
+            kinds.setdefault(r["model"], r["kind"])
+            hits.append((r, m))
+    if not kinds:
         return ""
-    protos = [p for p in ("speaker_kfold", "random") if any(k[1] == p for k in cells)]
+    protos = [p for p in ("speaker_kfold", "random") if any(k[1] == p and v for k, v in cells.items())]
     label = {"speaker_kfold": "speaker-independent", "random": "speaker-dependent"}
     head = "".join(f"<th>{esc(c)}, {label[p]}</th>" for p in protos for c in corpora)
     models = sorted(kinds, key=lambda x: (kinds[x] != "network", x))
@@ -539,21 +549,35 @@ def headline_html(metas: Iterable[Mapping[str, Any]]) -> str:
         tds = []
         for p in protos:
             for c in corpora:
-                hit = cells.get((model, p), {}).get(c)
-                if hit is None:
+                hits = cells.get((model, p), {}).get(c)
+                if not hits:
                     tds.append('<td style="color:#888">not run</td>')
                     continue
-                r, m = hit
-                tds.append(f'<td><a href="{esc(m["html"])}">{100 * r["uar"]:.1f}</a> '
-                           f'[{100 * r["uar_low"]:.1f}, {100 * r["uar_high"]:.1f}] '
-                           f'<span style="color:#666">({esc(r["profile"])}, {int(r["n_runs"])} runs)</span></td>')
+                lines = []
+                for r, m in hits:
+                    where = f'set <a href="{esc(m["set"])}/{INDEX_NAME}">{esc(m["set"])}/</a>, ' if m.get("set") else ""
+                    lines.append(f'<a href="{esc(m["html"])}">{100 * r["uar"]:.1f}</a> '
+                                 f'[{100 * r["uar_low"]:.1f}, {100 * r["uar_high"]:.1f}] '
+                                 f'<span style="color:#666">({where}{esc(r["profile"])}, {int(r["n_runs"])} runs)</span>')
+                tds.append(f"<td>{'<br>'.join(lines)}</td>")
         kind = " <span style=\"color:#666\">(classical baseline)</span>" if kinds[model] != "network" else ""
         body.append(f"<tr><td><code>{esc(model)}</code>{kind}</td>{''.join(tds)}</tr>")
     return ("<h2>Results side by side</h2><p>Test UAR % with 95 % bootstrap intervals (speaker-independent: over "
             "test speakers and seeds; speaker-dependent: over utterances within classes and seeds), from each "
-            "corpus's training report. A corpus without a report here has not been run.</p>"
+            "corpus's training report. A corpus without a report here has not been run. A second line in a cell "
+            "comes from another report set (below), rendered with other parameters or at a later commit: its "
+            "set's <code>ABOUT.md</code> says how and why.</p>"
             f'<div style="overflow-x:auto"><table><thead><tr><th>model</th>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+def _set_reports(root: Path) -> list[dict]:
+    """The reports of every other report set under ``root``, their paths made relative to ``root``."""
+    out = []
+    for name, _ in report_sets(root):
+        for meta in list_reports(root / name):
+            out.append({**meta, "set": name, "html": f"{name}/{meta['html']}"})
+    return out
 
 
 def report_sets(root: str | os.PathLike) -> list[tuple[str, str]]:
@@ -575,7 +599,7 @@ def write_index(reports_dir: str | os.PathLike | None = None) -> Path:
     for meta in list_reports(root):
         by_corpus.setdefault(meta["corpus"], []).append(meta)
     esc = _html.escape
-    sections = [headline_html(m for ms in by_corpus.values() for m in ms)]
+    sections = [headline_html([m for ms in by_corpus.values() for m in ms] + _set_reports(root))]
     for corpus, metas in sorted(by_corpus.items()):
         rows = "".join(
             f'<tr><td><a href="{esc(m["html"])}">{esc(m["title"])}</a></td>'

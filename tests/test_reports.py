@@ -261,3 +261,33 @@ def test_index_and_readme_link_other_report_sets(tmp_path):
     readme = reports.write_readme(tmp_path).read_text()
     assert "[`supplement/`](supplement/index.html): Notebook 03 for the costly networks" in readme
     assert "Other report sets" not in reports.write_readme(sub).read_text()
+
+
+def _fake_report(root, corpus, rows, name="03_training"):
+    """A rendered report with a published headline, as run_notebooks leaves it (manifest + HTML)."""
+    folder = root / corpus
+    folder.mkdir(parents=True)
+    (folder / f"{name}.html").write_text("<html></html>")
+    meta = {"name": name, "corpus": corpus, "profile": "standard", "title": "03", "date": "2026-12-04 10:00 UTC",
+            "commit": "abc", "runtime_s": 1.0, "html": f"{corpus}/{name}.html",
+            "headline": [{"kind": k, "model": m, "protocol": "speaker_kfold", "uar": u, "uar_low": u - 0.05,
+                          "uar_high": u + 0.05, "n_runs": n, "profile": "standard"} for k, m, u, n in rows]}
+    (folder / "manifest.json").write_text(json.dumps({"reports": {name: meta}}))
+
+
+def test_index_adds_other_report_sets_to_the_side_by_side_table(tmp_path):
+    """A set's network rows join the main table's cells (labelled, linked); its copies of the main
+    study's deterministic baseline rows do not; a model only a set ran gets a cell of its own."""
+    _fake_report(tmp_path, "emodb", [("network", "baseline_cnn", 0.29, 15), ("baseline", "logmel_lr", 0.48, 5)])
+    sub = tmp_path / "fix"
+    _fake_report(sub, "emodb", [("network", "baseline_cnn", 0.67, 15), ("network", "zhao1d_bilstm", 0.5, 5),
+                                ("baseline", "logmel_lr", 0.48, 5)])
+    reports.write_index(sub)
+    page = reports.write_index(tmp_path).read_text()
+    row = page[page.index("<code>baseline_cnn</code>"):]
+    row = row[:row.index("</tr>")]
+    assert row.index('href="emodb/03_training.html">29.0') < row.index('href="fix/emodb/03_training.html">67.0')
+    assert 'set <a href="fix/index.html">fix/</a>, standard, 15 runs' in row
+    assert 'href="fix/emodb/03_training.html">50.0</a>' in page
+    lr = page[page.index("<code>logmel_lr</code>"):]
+    assert "fix/" not in lr[:lr.index("</tr>")]
