@@ -518,8 +518,9 @@ def headline_html(metas: Iterable[Mapping[str, Any]]) -> str:
     95 % intervals on every corpus whose reports published a headline (a link to that report).
 
     A meta with a ``"set"`` key comes from another report set (:func:`report_sets`); its rows are added
-    to the same cells below the main study's, labelled with the set's name, unless they repeat a main
-    row exactly (the classical baselines, which are deterministic and shared)."""
+    to the same cells below the main study's, labelled with the set's name, unless they repeat a row
+    already there exactly (the classical baselines, which are deterministic and shared, or the same runs
+    collected by two sets)."""
     esc = _html.escape
     cells: dict[tuple[str, str], dict[str, list[tuple]]] = {}
     corpora, kinds = [], {}
