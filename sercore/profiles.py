@@ -90,7 +90,10 @@ dependent folds): zhao2d 53 / 78 s, zhao2d_dense 59 / 63 s, poolfix2d 47 / 75 s,
 52 / 81 s, attn_blstm 133 / 160 s, baseline_cnn 115 / 82 s, td_cnn_bilstm 170 / 227 s, td_cnn_lstm 179 /
 342 s (the last three measured on one core each, beside other jobs); median epochs 20-40, and 37 of
 160 network runs stopped at the 40-epoch cap. The time-distributed nets and attn_blstm are the cost:
-they are 3/8 of the classifiers and about 60 % of the time.
+they are 3/8 of the classifiers and about 60 % of the time. ``baseline_cnn`` without its dropouts
+(:data:`BASELINE_NO_DROPOUT`, 2026-12-04, one core beside another training job): median 39 / 51 s
+(18-66 s), its 20 runs 14 min 39 s; notebook 05 on it, 38 min 12 s (fusion runs median 39 s, runs
+with 2 noisy copies 110 s, leaky ones 167 s).
 
 ``standard`` measured on RAVDESS on 2026-12-04 (1,440 utterances of 3.7 s against EmoDB's 535 of 2.8 s),
 with one seed (``n_seeds=1``) and the four networks of notebook 02 (zhao2d, zhao2d_dense, poolfix2d,
