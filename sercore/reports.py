@@ -524,24 +524,25 @@ def headline_html(metas: Iterable[Mapping[str, Any]]) -> str:
     esc = _html.escape
     cells: dict[tuple[str, str], dict[str, list[tuple]]] = {}
     corpora, kinds = [], {}
+    def same(r):   # what makes two headline rows the same result
+        return round(r["uar"], 6), int(r["n_runs"]), r["profile"]
+
     metas = sorted(metas, key=lambda m: (m.get("set") is not None, m.get("set") or ""))   # main study first
     for m in metas:
         for r in m.get("headline") or []:
             proto = r["protocol"]
             if proto not in ("speaker_kfold", "random"):
                 continue
-            hits = cells.setdefault((r["model"], proto), {}).setdefault(m["corpus"], [])
-            key = (round(r["uar"], 6), int(r["n_runs"]), r["profile"])
-            if m.get("set") is not None and any(key == (round(h["uar"], 6), int(h["n_runs"]), h["profile"])
-                                                for h, _ in hits):
+            hits = cells.get((r["model"], proto), {}).get(m["corpus"], [])
+            if m.get("set") is not None and any(same(r) == same(h) for h, _ in hits):
                 continue
             if m["corpus"] not in corpora:
                 corpora.append(m["corpus"])
             kinds.setdefault(r["model"], r["kind"])
-            hits.append((r, m))
-    if not kinds:
+            cells.setdefault((r["model"], proto), {}).setdefault(m["corpus"], []).append((r, m))
+    if not cells:
         return ""
-    protos = [p for p in ("speaker_kfold", "random") if any(k[1] == p and v for k, v in cells.items())]
+    protos = [p for p in ("speaker_kfold", "random") if any(k[1] == p for k in cells)]
     label = {"speaker_kfold": "speaker-independent", "random": "speaker-dependent"}
     head = "".join(f"<th>{esc(c)}, {label[p]}</th>" for p in protos for c in corpora)
     models = sorted(kinds, key=lambda x: (kinds[x] != "network", x))
