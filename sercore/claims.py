@@ -332,10 +332,10 @@ def claims_table(summary, corpus: str, *, claims: Sequence[Mapping] | None = Non
         if c.get("measure") != "test":
             why.append(f"{_measure_phrase(c)} vs our test accuracy")
         if not have and model is not None:
-            why.append("model/protocol not run here" + (" (notebook 05 shows the leaky protocol)"
-                                                        if "leaky" in proto else
-                                                        " (not among this run's models)"
-                                                        if model not in set(summary["variant"]) else ""))
+            why.append("model/protocol not run here" + (" (not among this run's models)"
+                                                        if model not in set(summary["variant"]) else
+                                                        " (notebook 05 runs the leaky protocol for its base network)"
+                                                        if "leaky" in proto else ""))
         row["verdict"] = verdict(c["value"], est, lo, hi, comparable=not why, why="; ".join(why),
                                  profile=profile, converged=None if profile is not None else False,
                                  tolerance=tolerance)

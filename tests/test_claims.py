@@ -125,6 +125,28 @@ def test_claims_table_reads_older_summaries_and_says_why_a_claim_has_no_number()
     assert one_d["ours"] == "not run" and "not among this run's models" in one_d["verdict"]
 
 
+def test_seed_003_claims_are_judged_on_the_leaky_runs_only():
+    """Notebook 05's use: the base network's leaky RAVDESS runs against seed 003's leaky test accuracies."""
+    leaky = [c for c in claims.CLAIMS if c["protocol"] == "random+leaky-augmentation"]
+    assert {c["source"] for c in leaky} == {"seed 003"} and len(leaky) == 4
+    row = pd.DataFrame({"variant": ["baseline_cnn"], "protocol": ["random+leaky-augmentation"], "n_runs": 5,
+                        "wa": [0.90], "wa_low": [0.89], "wa_high": [0.91], "uar": [0.9], "uar_low": [0.89],
+                        "uar_high": [0.91], "method": "bootstrap over test utterances within classes"})
+    table = claims.claims_table(row, "ravdess", claims=leaky, profile="standard").set_index("model")["verdict"]
+    assert table["baseline_cnn"] == "refuted (ours lower)"          # 92.31 % claimed, 89-91 % ours
+    assert table["attn_blstm"].startswith("not comparable") and "not among this run's models" in table["attn_blstm"]
+    assert "best-epoch accuracy on the test split" in table["ae_fusion"]   # selected on the test split
+    assert table["(none in sercore)"].startswith("not comparable (no matching network")
+    inside = row.assign(wa=0.92, wa_low=0.91, wa_high=0.935)
+    assert claims.claims_table(inside, "ravdess", claims=leaky, profile="standard").set_index("model").loc[
+        "baseline_cnn", "verdict"] == "reproduced"
+    # on another corpus, or where only the honest protocol ran, nothing is judged
+    assert claims.claims_table(row, "emodb", claims=leaky, profile="standard")["verdict"].str.startswith(
+        "not comparable").all()
+    honest = claims.claims_table(row.assign(protocol="random"), "ravdess", claims=leaky, profile="standard")
+    assert "notebook 05 runs the leaky protocol" in honest.set_index("model").loc["baseline_cnn", "verdict"]
+
+
 def test_claims_metadata():
     for c in claims.CLAIMS:
         assert c["measure"] in ("test", "best test", "validation", None)
